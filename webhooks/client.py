@@ -1,0 +1,141 @@
+"""Publishing: turn an event into a `WebhookDelivery` workflow, validated at the edge.
+
+    publisher = WebhookPublisher(await connect(Settings()))
+    delivery_id = await publisher.publish(endpoint_id="ep_1", url="https://...",
+                                          event_type="stream.settled", data={...},
+                                          event_id="evt_42")
+
+The body is serialized here, once; every attempt sends and signs exactly these bytes.
+Publishing the same event id to the same endpoint again returns the same delivery id and
+starts nothing, while the first delivery runs and for the namespace's retention after.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import BaseModel
+from temporalio.client import Client
+from temporalio.common import (
+    SearchAttributePair,
+    TypedSearchAttributes,
+    WorkflowIDConflictPolicy,
+    WorkflowIDReusePolicy,
+)
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.exceptions import WorkflowAlreadyStartedError
+
+from webhooks import search_attributes as sa
+from webhooks.config import Settings
+from webhooks.ids import delivery_id as make_delivery_id
+from webhooks.models import DeliveryOptions, DeliveryRequest, RetrySchedule
+from webhooks.secrets import FileSecretStore, UnknownSecretRefError
+
+DELIVERY_WORKFLOW = "WebhookDelivery"
+
+
+async def connect(settings: Settings) -> Client:
+    """A client with the data converter every worker and publisher must share."""
+    return await Client.connect(
+        settings.temporal_address,
+        namespace=settings.temporal_namespace,
+        data_converter=pydantic_data_converter,
+    )
+
+
+def event_body(event_id: str, event_type: str, timestamp: datetime, data: Any) -> str:
+    """The Standard Webhooks payload (`type`, `timestamp`, `data`) plus the event id."""
+    if isinstance(data, BaseModel):
+        data = data.model_dump(mode="json")
+    if not isinstance(data, dict):
+        raise ValueError("data must be a JSON object")
+    payload = {
+        "id": event_id,
+        "type": event_type,
+        "timestamp": timestamp.astimezone(UTC).isoformat().replace("+00:00", "Z"),
+        "data": data,
+    }
+    try:
+        return json.dumps(payload, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"data is not JSON-serializable: {err}") from None
+
+
+class WebhookPublisher:
+    """Starts deliveries. Share one per process; it holds no per-call state."""
+
+    def __init__(
+        self,
+        client: Client,
+        *,
+        task_queue: str = "webhooks",
+        secrets: FileSecretStore | None = None,
+    ) -> None:
+        self._client = client
+        self._task_queue = task_queue
+        self._secrets = secrets
+
+    def build_request(
+        self,
+        *,
+        endpoint_id: str,
+        url: str,
+        event_type: str,
+        data: Any,
+        event_id: str | None = None,
+        secret_ref: str = "default",
+        retry: RetrySchedule | None = None,
+        dead_letter_on_4xx: bool = False,
+        timestamp: datetime | None = None,
+    ) -> DeliveryRequest:
+        """Validate everything and build the workflow input; raises ValueError on bad input."""
+        if self._secrets is not None and secret_ref not in self._secrets:
+            raise UnknownSecretRefError(secret_ref)
+        event_id = event_id or f"evt_{uuid.uuid4().hex}"
+        now = datetime.now(UTC)
+        return DeliveryRequest(
+            delivery_id=make_delivery_id(endpoint_id, event_id),
+            endpoint_id=endpoint_id,
+            url=url,
+            event_id=event_id,
+            event_type=event_type,
+            body=event_body(event_id, event_type, timestamp or now, data),
+            secret_ref=secret_ref,
+            published_at=now,
+            options=DeliveryOptions(
+                retry=retry or RetrySchedule(), dead_letter_on_4xx=dead_letter_on_4xx
+            ),
+        )
+
+    async def publish(self, **event: Any) -> str:
+        """Validate, then start the delivery; returns its delivery id (the workflow id)."""
+        return await self.start(self.build_request(**event))
+
+    async def start(self, request: DeliveryRequest) -> str:
+        """Start (or find) the delivery of an already-built request."""
+        try:
+            await self._client.start_workflow(
+                DELIVERY_WORKFLOW,
+                request,
+                id=request.delivery_id,
+                task_queue=self._task_queue,
+                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+                search_attributes=TypedSearchAttributes(
+                    [
+                        SearchAttributePair(sa.ENDPOINT_ID, request.endpoint_id),
+                        SearchAttributePair(sa.EVENT_TYPE, request.event_type),
+                        SearchAttributePair(sa.STATUS, "pending"),
+                    ]
+                ),
+                static_summary=f"{request.event_type} -> {request.endpoint_id}",
+                # Only takes effect when a worker shares this client: the first workflow
+                # task then runs in-process without a round trip through the server.
+                request_eager_start=True,
+            )
+        except WorkflowAlreadyStartedError:
+            pass  # Closed earlier with this id: already delivered or dead-lettered.
+        return request.delivery_id

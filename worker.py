@@ -1,0 +1,51 @@
+"""The worker: wires the workflows and the send activity to a task queue.
+
+    webhooks worker            # connects to TEMPORAL_ADDRESS / TEMPORAL_NAMESPACE
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from activities.send import SendActivities, new_http_client
+from webhooks.config import Settings
+from workflows.dead_letter import DeadLetter
+from workflows.delivery import WebhookDelivery
+
+log = logging.getLogger("webhooks.worker")
+
+
+@asynccontextmanager
+async def running_worker(client: Client, settings: Settings) -> AsyncIterator[Worker]:
+    """Run a worker (and its shared HTTP client) for the duration of the block."""
+    async with new_http_client(
+        connect_timeout=settings.connect_timeout_seconds,
+        max_connections=settings.max_connections,
+    ) as http:
+        sender = SendActivities(
+            http,
+            settings.secret_store(),
+            timeout_seconds=settings.http_timeout_seconds,
+            excerpt_bytes=settings.response_excerpt_bytes,
+        )
+        worker = Worker(
+            client,
+            task_queue=settings.task_queue,
+            workflows=[WebhookDelivery, DeadLetter],
+            activities=[sender.send_webhook],
+        )
+        async with worker:
+            log.info("worker polling task queue %r", settings.task_queue)
+            yield worker
+
+
+async def run_worker(client: Client, settings: Settings, stop: asyncio.Event) -> None:
+    """Serve until `stop` is set, then shut down gracefully."""
+    async with running_worker(client, settings):
+        await stop.wait()

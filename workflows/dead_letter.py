@@ -1,0 +1,121 @@
+"""`DeadLetter`: a delivery that could not be delivered, parked where operators can see it.
+
+It waits (durably, for the retention period) for one operator action: `redeliver` starts a
+fresh `WebhookDelivery` run under the same delivery id (same `webhook-id`, same body bytes,
+a fresh attempt budget), `discard` closes it. The first action wins; later ones are
+ignored, so two operators racing cannot deliver twice.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
+from temporalio.exceptions import WorkflowAlreadyStartedError
+
+with workflow.unsafe.imports_passed_through():
+    from webhooks import search_attributes as sa
+    from webhooks.models import (
+        DeadLetterEntry,
+        DeadLetterState,
+        DeadLetterView,
+        DeliveryOptions,
+        DiscardRequest,
+        RedeliverRequest,
+    )
+
+START_RETRY_INTERVAL = timedelta(seconds=1)
+
+
+@workflow.defn(name="DeadLetter")
+class DeadLetter:
+    @workflow.init
+    def __init__(self, entry: DeadLetterEntry) -> None:
+        self._view = DeadLetterView(entry=entry, state=DeadLetterState.OPEN)
+        self._redeliver: RedeliverRequest | None = None
+        self._discard: DiscardRequest | None = None
+
+    @workflow.run
+    async def run(self, entry: DeadLetterEntry) -> DeadLetterView:
+        try:
+            await workflow.wait_condition(
+                lambda: self._acted,
+                timeout=timedelta(seconds=entry.retention_seconds),
+            )
+        except TimeoutError:
+            return self._close(DeadLetterState.EXPIRED, "system", "retention period elapsed")
+        if self._redeliver is not None:
+            return await self._start_redelivery(self._redeliver)
+        assert self._discard is not None
+        return self._close(
+            DeadLetterState.DISCARDED, self._discard.requested_by, self._discard.reason
+        )
+
+    @property
+    def _acted(self) -> bool:
+        return self._redeliver is not None or self._discard is not None
+
+    @workflow.signal(name="redeliver")
+    def redeliver(self, request: RedeliverRequest | None = None) -> None:
+        if self._acted:
+            workflow.logger.info("dead letter already acted on; ignoring redeliver")
+            return
+        self._redeliver = request or RedeliverRequest()
+
+    @workflow.signal(name="discard")
+    def discard(self, request: DiscardRequest | None = None) -> None:
+        if self._acted:
+            workflow.logger.info("dead letter already acted on; ignoring discard")
+            return
+        self._discard = request or DiscardRequest()
+
+    @workflow.query(name="entry")
+    def entry(self) -> DeadLetterView:
+        return self._view
+
+    async def _start_redelivery(self, ask: RedeliverRequest) -> DeadLetterView:
+        entry = self._view.entry
+        old = entry.request
+        options = old.options if ask.retry is None else DeliveryOptions(
+            retry=ask.retry, dead_letter_on_4xx=old.options.dead_letter_on_4xx
+        )
+        request = old.model_copy(
+            update={
+                "generation": old.generation + 1,
+                "prior_attempts": entry.attempts,
+                "options": options,
+            }
+        )
+        while True:
+            try:
+                handle = await workflow.start_child_workflow(
+                    "WebhookDelivery",
+                    request,
+                    id=old.delivery_id,
+                    id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+                    parent_close_policy=workflow.ParentClosePolicy.ABANDON,
+                    search_attributes=TypedSearchAttributes(
+                        [
+                            SearchAttributePair(sa.ENDPOINT_ID, old.endpoint_id),
+                            SearchAttributePair(sa.EVENT_TYPE, old.event_type),
+                            SearchAttributePair(sa.STATUS, "pending"),
+                        ]
+                    ),
+                )
+                break
+            except WorkflowAlreadyStartedError:
+                # The run that dead-lettered us has not closed yet (it is about to).
+                await workflow.sleep(START_RETRY_INTERVAL)
+        view = self._close(DeadLetterState.REDELIVERED, ask.requested_by, None)
+        self._view = view.model_copy(
+            update={"redelivery_id": handle.id, "redelivery_run_id": handle.first_execution_run_id}
+        )
+        return self._view
+
+    def _close(self, state: DeadLetterState, by: str, note: str | None) -> DeadLetterView:
+        self._view = self._view.model_copy(
+            update={"state": state, "acted_by": by, "acted_at": workflow.now(), "note": note}
+        )
+        workflow.upsert_search_attributes([sa.STATUS.value_set(state.value)])
+        return self._view
