@@ -1,6 +1,6 @@
 """The worker: wires the workflows and the send activity to a task queue.
 
-    webhooks worker            # connects to TEMPORAL_ADDRESS / TEMPORAL_NAMESPACE
+webhooks worker            # connects to TEMPORAL_ADDRESS / TEMPORAL_NAMESPACE
 """
 
 from __future__ import annotations

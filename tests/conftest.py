@@ -7,7 +7,7 @@ import json
 import os
 import sysconfig
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -31,7 +31,10 @@ async def temporal() -> AsyncIterator[WorkflowEnvironment]:
         dev_server_existing_path=str(BIN / "temporal"),
         search_attributes=sa.ALL,
         data_converter=pydantic_data_converter,
-        dev_server_extra_args=["--dynamic-config-value", "frontend.enableUpdateWorkflowExecution=true"],
+        dev_server_extra_args=[
+            "--dynamic-config-value",
+            "frontend.enableUpdateWorkflowExecution=true",
+        ],
     )
     yield env
     await env.shutdown()
@@ -50,8 +53,8 @@ def secrets_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def settings(secrets_file: Path) -> Iterator[Settings]:
-    yield Settings(
+def settings(secrets_file: Path) -> Settings:
+    return Settings(
         task_queue=f"webhooks-test-{uuid.uuid4().hex[:8]}",
         secrets_file=secrets_file,
         allow_private_destinations=True,
@@ -68,9 +71,7 @@ async def worker(client: Client, settings: Settings) -> AsyncIterator[None]:
 
 @pytest.fixture
 def publisher(client: Client, settings: Settings) -> WebhookPublisher:
-    return WebhookPublisher(
-        client, task_queue=settings.task_queue, secrets=settings.secret_store()
-    )
+    return WebhookPublisher(client, task_queue=settings.task_queue, secrets=settings.secret_store())
 
 
 @pytest.fixture(autouse=True)

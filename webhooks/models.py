@@ -58,7 +58,7 @@ class RetrySchedule(_Model):
     """
 
     schedule_seconds: list[float] | None = Field(
-        default=[0, 5, 300, 1800, 7200, 18000, 36000, 50400, 72000, 86400]
+        default=[0.0, 5, 300, 1800, 7200, 18000, 36000, 50400, 72000, 86400]
     )
     initial_interval_seconds: float = Field(default=5, gt=0)
     backoff_coefficient: float = Field(default=4, ge=1)

@@ -38,7 +38,11 @@ def parse_secrets(text: str, source: str = "secrets") -> dict[str, tuple[bytes, 
     keys: dict[str, tuple[bytes, ...]] = {}
     for ref, value in raw.items():
         secrets = [value] if isinstance(value, str) else value
-        if not isinstance(secrets, list) or not secrets or not all(isinstance(s, str) for s in secrets):
+        if (
+            not isinstance(secrets, list)
+            or not secrets
+            or not all(isinstance(s, str) for s in secrets)
+        ):
             raise SecretStoreError(f"{source}: {ref!r} must be a secret or a list of secrets")
         try:
             keys[ref] = tuple(secret_key(s) for s in secrets)
@@ -63,7 +67,9 @@ class FileSecretStore:
                 return
             text = self._path.read_text()
         except OSError as err:
-            raise SecretStoreError(f"cannot read secrets file {self._path}: {err.strerror}") from None
+            raise SecretStoreError(
+                f"cannot read secrets file {self._path}: {err.strerror}"
+            ) from None
         self._keys = parse_secrets(text, str(self._path))
         self._mtime_ns = mtime
 

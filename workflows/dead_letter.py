@@ -77,8 +77,10 @@ class DeadLetter:
     async def _start_redelivery(self, ask: RedeliverRequest) -> DeadLetterView:
         entry = self._view.entry
         old = entry.request
-        options = old.options if ask.retry is None else DeliveryOptions(
-            retry=ask.retry, dead_letter_on_4xx=old.options.dead_letter_on_4xx
+        options = (
+            old.options
+            if ask.retry is None
+            else DeliveryOptions(retry=ask.retry, dead_letter_on_4xx=old.options.dead_letter_on_4xx)
         )
         request = old.model_copy(
             update={

@@ -13,10 +13,17 @@ activity. Every decision comes from `webhooks.policy`, fed with `workflow.now()`
 
 from __future__ import annotations
 
+import contextlib
 from datetime import timedelta
+from typing import Any
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy, SearchAttributePair, TypedSearchAttributes
+from temporalio.common import (
+    RetryPolicy,
+    SearchAttributePair,
+    SearchAttributeUpdate,
+    TypedSearchAttributes,
+)
 from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
@@ -152,35 +159,29 @@ class WebhookDelivery:
         self._retry_now = False
         delay = next_at - workflow.now()
         if delay > timedelta(0):
-            try:
+            with contextlib.suppress(TimeoutError):
                 await workflow.wait_condition(lambda: self._retry_now, timeout=delay)
-            except TimeoutError:
-                pass
 
     def _upsert(self, state: DeliveryState) -> None:
         """Publish progress as search attributes (one history event per change of state)."""
         last = self._attempts[-1] if self._attempts else None
-        updates: list[SearchAttributePair[str] | SearchAttributePair[int]] = [
+        updates: list[SearchAttributeUpdate[Any]] = [
             sa.STATUS.value_set(state.value),
             sa.ATTEMPTS.value_set(len(self._attempts)),
         ]
         if last is not None and last.status_code is not None:
             updates.append(sa.LAST_STATUS_CODE.value_set(last.status_code))
-        if sa.ENDPOINT_ID not in workflow.info().typed_search_attributes:
+        if workflow.info().typed_search_attributes.get(sa.ENDPOINT_ID) is None:
             # Started by a non-Python publisher that did not set them.
             updates += [
                 sa.ENDPOINT_ID.value_set(self._request.endpoint_id),
                 sa.EVENT_TYPE.value_set(self._request.event_type),
             ]
         next_at = last.next_attempt_at if last else None
-        workflow.upsert_search_attributes(
-            [
-                *updates,
-                sa.NEXT_ATTEMPT_AT.value_set(next_at)
-                if next_at
-                else sa.NEXT_ATTEMPT_AT.value_unset(),
-            ]
+        updates.append(
+            sa.NEXT_ATTEMPT_AT.value_set(next_at) if next_at else sa.NEXT_ATTEMPT_AT.value_unset()
         )
+        workflow.upsert_search_attributes(updates)
 
     def _finish(self, state: DeliveryState, dead_letter_id: str | None = None) -> DeliveryResult:
         self._state = state
