@@ -64,6 +64,39 @@ def event_body(event_id: str, event_type: str, timestamp: datetime, data: Any) -
         raise ValueError(f"data is not JSON-serializable: {err}") from None
 
 
+def build_request(
+    *,
+    endpoint_id: str,
+    url: str,
+    event_type: str,
+    data: Any,
+    event_id: str | None = None,
+    secret_ref: str = "default",
+    retry: RetrySchedule | None = None,
+    dead_letter_on_4xx: bool = False,
+    timestamp: datetime | None = None,
+    secrets: FileSecretStore | None = None,
+) -> DeliveryRequest:
+    """Validate everything and build the workflow input; raises ValueError on bad input."""
+    if secrets is not None and secret_ref not in secrets:
+        raise UnknownSecretRefError(secret_ref)
+    event_id = event_id or f"evt_{uuid.uuid4().hex}"
+    now = datetime.now(UTC)
+    return DeliveryRequest(
+        delivery_id=make_delivery_id(endpoint_id, event_id),
+        endpoint_id=endpoint_id,
+        url=url,
+        event_id=event_id,
+        event_type=event_type,
+        body=event_body(event_id, event_type, timestamp or now, data),
+        secret_ref=secret_ref,
+        published_at=now,
+        options=DeliveryOptions(
+            retry=retry or RetrySchedule(), dead_letter_on_4xx=dead_letter_on_4xx
+        ),
+    )
+
+
 class WebhookPublisher:
     """Starts deliveries. Share one per process; it holds no per-call state."""
 
@@ -78,41 +111,9 @@ class WebhookPublisher:
         self._task_queue = task_queue
         self._secrets = secrets
 
-    def build_request(
-        self,
-        *,
-        endpoint_id: str,
-        url: str,
-        event_type: str,
-        data: Any,
-        event_id: str | None = None,
-        secret_ref: str = "default",
-        retry: RetrySchedule | None = None,
-        dead_letter_on_4xx: bool = False,
-        timestamp: datetime | None = None,
-    ) -> DeliveryRequest:
-        """Validate everything and build the workflow input; raises ValueError on bad input."""
-        if self._secrets is not None and secret_ref not in self._secrets:
-            raise UnknownSecretRefError(secret_ref)
-        event_id = event_id or f"evt_{uuid.uuid4().hex}"
-        now = datetime.now(UTC)
-        return DeliveryRequest(
-            delivery_id=make_delivery_id(endpoint_id, event_id),
-            endpoint_id=endpoint_id,
-            url=url,
-            event_id=event_id,
-            event_type=event_type,
-            body=event_body(event_id, event_type, timestamp or now, data),
-            secret_ref=secret_ref,
-            published_at=now,
-            options=DeliveryOptions(
-                retry=retry or RetrySchedule(), dead_letter_on_4xx=dead_letter_on_4xx
-            ),
-        )
-
     async def publish(self, **event: Any) -> str:
         """Validate, then start the delivery; returns its delivery id (the workflow id)."""
-        return await self.start(self.build_request(**event))
+        return await self.start(build_request(secrets=self._secrets, **event))
 
     async def start(self, request: DeliveryRequest) -> str:
         """Start (or find) the delivery of an already-built request."""

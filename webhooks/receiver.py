@@ -121,6 +121,8 @@ class Receiver:
                 pass
         except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
             pass
+        except asyncio.CancelledError:
+            pass  # Only we cancel these tasks, when the receiver stops.
         finally:
             self._connections.discard(task)
             writer.close()

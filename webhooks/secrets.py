@@ -20,11 +20,12 @@ class SecretStoreError(ValueError):
     """The store cannot be read, or it holds an invalid secret."""
 
 
-class UnknownSecretRefError(KeyError):
+class UnknownSecretRefError(ValueError):
     """A delivery names a secret_ref the store does not hold."""
 
-    def __str__(self) -> str:
-        return f"unknown secret_ref {self.args[0]!r}"
+    def __init__(self, ref: str) -> None:
+        super().__init__(f"unknown secret_ref {ref!r}")
+        self.ref = ref
 
 
 def parse_secrets(text: str, source: str = "secrets") -> dict[str, tuple[bytes, ...]]:

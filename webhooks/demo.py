@@ -1,0 +1,109 @@
+"""`webhooks dev`: the whole product on one machine, and a demo a newcomer can watch.
+
+The demo receiver fails the first attempts (a 500, a 503 with Retry-After, a dropped
+connection) and then accepts, verifying each signature, so the retry loop is visible in
+the terminal, in `webhooks status`, and in the Temporal Web UI.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+
+from rich.console import Console
+
+from webhooks.client import WebhookPublisher, connect
+from webhooks.config import Settings
+from webhooks.devserver import dev_server, ensure_dev_secrets
+from webhooks.models import RetrySchedule
+from webhooks.receiver import Behavior, Drop, ReceivedRequest, Receiver, Respond, scripted
+from webhooks.secrets import FileSecretStore
+from webhooks.signing import sign
+
+DEMO_SCHEDULE = RetrySchedule(
+    schedule_seconds=[0, 2, 4, 8, 16], jitter=0.2, throttled_min_seconds=0
+)
+
+
+def signature_ok(store: FileSecretStore, request: ReceivedRequest) -> bool:
+    """Check a request the way a customer would (any one `v1,` entry may match)."""
+    h = request.headers
+    offered = set(h.get("webhook-signature", "").split())
+    timestamp = int(h.get("webhook-timestamp", "0"))
+    return any(
+        sign(key, h.get("webhook-id", ""), timestamp, request.body) in offered
+        for key in store.keys("default")
+    )
+
+
+async def run_dev(
+    *, state_dir: Path, port: int, ui_port: int, demo: bool, console: Console
+) -> None:
+    from webhooks.cli import serve_until_stopped
+    from worker import run_worker
+
+    secrets_file = Path(os.environ.get("WEBHOOKS_SECRETS_FILE") or ensure_dev_secrets(state_dir))
+    settings = Settings(
+        temporal_address=f"127.0.0.1:{port}",
+        secrets_file=secrets_file,
+        allow_private_destinations=True,
+    )
+    async with dev_server(state_dir, port=port, ui_port=ui_port) as address:
+        client = await connect(settings)
+        console.print(
+            f"Temporal dev server on [bold]{address}[/] (SQLite {state_dir / 'temporal.db'})\n"
+            f"Web UI: [bold]http://127.0.0.1:{ui_port}[/]   secrets: {secrets_file}\n"
+            f"worker on task queue {settings.task_queue!r}; Ctrl-C stops everything",
+            highlight=False,
+        )
+
+        async def serve(stop: asyncio.Event) -> None:
+            worker = asyncio.create_task(run_worker(client, settings, stop))
+            if demo:
+                store = settings.secret_store()
+                assert store is not None
+                await _demo(
+                    WebhookPublisher(client, task_queue=settings.task_queue), store, console, stop
+                )
+            await worker
+
+        await serve_until_stopped(serve)
+    console.print("stopped", highlight=False)
+
+
+async def _demo(
+    publisher: WebhookPublisher, store: FileSecretStore, console: Console, stop: asyncio.Event
+) -> None:
+    def show(request: ReceivedRequest, behavior: Behavior) -> None:
+        answer = f"answer {behavior.status}" if isinstance(behavior, Respond) else "drop connection"
+        verified = "signature ok" if signature_ok(store, request) else "[red]BAD SIGNATURE[/]"
+        console.print(
+            f"receiver got {request.headers.get('webhook-id')} "
+            f"t={request.headers.get('webhook-timestamp')} {verified} -> {answer}",
+            highlight=False,
+        )
+
+    flaky = scripted(
+        Respond(500, b"boom"),
+        Respond(503, headers={"retry-after": "3"}),
+        Drop(),
+        then=Respond(200, b"ok"),
+    )
+    async with Receiver(flaky, on_request=show) as receiver:
+        event_id = "evt_demo_" + datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+        delivery_id = await publisher.publish(
+            endpoint_id="ep_demo",
+            url=receiver.url + "/webhooks",
+            event_type="stream.settled",
+            data={"stream_id": "str_demo", "amount": "12.50", "currency": "EUR"},
+            event_id=event_id,
+            retry=DEMO_SCHEDULE,
+        )
+        console.print(
+            f"published {event_id} as delivery [bold]{delivery_id}[/] to {receiver.url}\n"
+            f"watch it: webhooks status {delivery_id}   (or the Web UI)",
+            highlight=False,
+        )
+        await stop.wait()
