@@ -41,7 +41,7 @@ def signature_ok(store: FileSecretStore, request: ReceivedRequest) -> bool:
 async def run_dev(
     *, state_dir: Path, port: int, ui_port: int, demo: bool, console: Console
 ) -> None:
-    from webhooks.cli import serve_until_stopped
+    from webhooks.console import serve_until_stopped
     from worker import run_worker
 
     secrets_file = Path(os.environ.get("WEBHOOKS_SECRETS_FILE") or ensure_dev_secrets(state_dir))

@@ -10,8 +10,18 @@ STATUS = SearchAttributeKey.for_keyword("WebhookStatus")
 ATTEMPTS = SearchAttributeKey.for_int("WebhookAttempts")
 NEXT_ATTEMPT_AT = SearchAttributeKey.for_datetime("WebhookNextAttemptAt")
 LAST_STATUS_CODE = SearchAttributeKey.for_int("WebhookLastStatusCode")
+DEAD_LETTER_REASON = SearchAttributeKey.for_keyword("WebhookDeadLetterReason")
+"""Set on `DeadLetter` workflows only: why the delivery was parked."""
 
-ALL = (ENDPOINT_ID, EVENT_TYPE, STATUS, ATTEMPTS, NEXT_ATTEMPT_AT, LAST_STATUS_CODE)
+ALL = (
+    ENDPOINT_ID,
+    EVENT_TYPE,
+    STATUS,
+    ATTEMPTS,
+    NEXT_ATTEMPT_AT,
+    LAST_STATUS_CODE,
+    DEAD_LETTER_REASON,
+)
 
 
 def dev_server_flags() -> list[str]:

@@ -38,6 +38,10 @@ class DeadLetter:
 
     @workflow.run
     async def run(self, entry: DeadLetterEntry) -> DeadLetterView:
+        # Counters (not emitted on replay): open dead letters = opened - closed, per reason.
+        workflow.metric_meter().create_counter(
+            "webhooks_dead_letters_opened", "Dead letters opened", "1"
+        ).add(1, {"reason": entry.reason.value})
         try:
             await workflow.wait_condition(
                 lambda: self._acted,
@@ -120,4 +124,7 @@ class DeadLetter:
             update={"state": state, "acted_by": by, "acted_at": workflow.now(), "note": note}
         )
         workflow.upsert_search_attributes([sa.STATUS.value_set(state.value)])
+        workflow.metric_meter().create_counter(
+            "webhooks_dead_letters_closed", "Dead letters closed", "1"
+        ).add(1, {"reason": self._view.entry.reason.value, "state": state.value})
         return self._view

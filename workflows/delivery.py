@@ -221,6 +221,7 @@ class WebhookDelivery:
                     SearchAttributePair(sa.EVENT_TYPE, request.event_type),
                     SearchAttributePair(sa.STATUS, DeliveryState.DEAD_LETTERED.value),
                     SearchAttributePair(sa.ATTEMPTS, len(self._attempts)),
+                    SearchAttributePair(sa.DEAD_LETTER_REASON, reason.value),
                 ]
             ),
         )

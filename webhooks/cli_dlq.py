@@ -1,0 +1,299 @@
+"""`webhooks dlq`: list, count, show, redeliver and discard dead letters."""
+
+from __future__ import annotations
+
+import getpass
+from datetime import UTC, datetime
+from typing import Annotated
+
+import typer
+from rich.progress import Progress
+from rich.table import Table
+from temporalio.client import Client
+
+from webhooks.config import Settings
+from webhooks.console import (
+    CliError,
+    JsonFlag,
+    attempt_table,
+    ensure_exists,
+    err,
+    out,
+    print_json,
+    run,
+    temporal_client,
+    when,
+)
+from webhooks.dlq import (
+    BulkSummary,
+    DeadLetterFilter,
+    DeadLetterRow,
+    count_by_reason,
+    count_open_by_reason,
+    list_dead_letters,
+    signal_each,
+)
+from webhooks.models import (
+    DeadLetterReason,
+    DeadLetterState,
+    DeadLetterView,
+    DiscardRequest,
+    RedeliverRequest,
+)
+
+dlq_app = typer.Typer(no_args_is_help=True, help="The dead-letter queue.")
+
+Endpoint = Annotated[str | None, typer.Option("--endpoint", help="Only this endpoint id.")]
+EventType = Annotated[str | None, typer.Option(help="Only this event type.")]
+Reason = Annotated[DeadLetterReason | None, typer.Option(help="Only this dead-letter reason.")]
+Since = Annotated[
+    datetime | None, typer.Option(help="Dead-lettered at or after (ISO 8601, UTC if naive).")
+]
+Until = Annotated[datetime | None, typer.Option(help="Dead-lettered before (ISO 8601).")]
+
+
+def _utc(moment: datetime | None) -> datetime | None:
+    if moment is None or moment.tzinfo is not None:
+        return moment
+    return moment.replace(tzinfo=UTC)
+
+
+def _filter(
+    endpoint: str | None,
+    event_type: str | None,
+    reason: DeadLetterReason | None,
+    since: datetime | None,
+    until: datetime | None,
+    state: DeadLetterState | None = DeadLetterState.OPEN,
+) -> DeadLetterFilter:
+    return DeadLetterFilter(
+        endpoint_id=endpoint,
+        event_type=event_type,
+        reason=reason,
+        since=_utc(since),
+        until=_utc(until),
+        state=state,
+    )
+
+
+def _rows_table(rows: list[DeadLetterRow]) -> Table:
+    table = Table("dead letter", "endpoint", "event type", "reason", "state", "dead-lettered at")
+    for row in rows:
+        table.add_row(
+            row.dead_letter_id,
+            row.endpoint_id or "",
+            row.event_type or "",
+            row.reason or "",
+            row.state or "",
+            when(row.dead_lettered_at),
+        )
+    return table
+
+
+@dlq_app.command("list")
+def list_(
+    endpoint: Endpoint = None,
+    event_type: EventType = None,
+    reason: Reason = None,
+    since: Since = None,
+    until: Until = None,
+    all_states: Annotated[
+        bool, typer.Option("--all", help="Include redelivered, discarded and expired ones.")
+    ] = False,
+    limit: Annotated[int, typer.Option(min=1)] = 1000,
+    as_json: JsonFlag = False,
+) -> None:
+    """List dead letters (open ones by default) with counts by reason."""
+    state = None if all_states else DeadLetterState.OPEN
+    where = _filter(endpoint, event_type, reason, since, until, state)
+
+    async def main() -> list[DeadLetterRow]:
+        return await list_dead_letters(await temporal_client(Settings()), where, limit)
+
+    rows = run(main())
+    counts = count_by_reason(rows)
+    if as_json:
+        print_json({"query": where.query(), "counts": counts, "dead_letters": rows})
+        return
+    out.print(_rows_table(rows))
+    summary = ", ".join(f"{reason}: {n}" for reason, n in counts.items()) or "none"
+    out.print(f"{len(rows)} dead letter(s) — {summary}", highlight=False)
+
+
+@dlq_app.command()
+def count(
+    endpoint: Endpoint = None,
+    event_type: EventType = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Count open dead letters per reason (server-side; cheap enough to poll for alerts)."""
+
+    async def main() -> dict[str, int]:
+        client = await temporal_client(Settings())
+        return await count_open_by_reason(client, _filter(endpoint, event_type, None, None, None))
+
+    counts = run(main())
+    if as_json:
+        print_json({"open": counts, "total": sum(counts.values())})
+        return
+    table = Table("reason", "open")
+    for reason, n in counts.items():
+        table.add_row(reason, str(n))
+    out.print(table)
+
+
+@dlq_app.command()
+def show(
+    dead_letter_id: Annotated[str, typer.Argument(help="The dead letter's workflow id.")],
+    as_json: JsonFlag = False,
+) -> None:
+    """Show one dead letter: the request, why, and every attempt."""
+
+    async def main() -> DeadLetterView:
+        handle = (await temporal_client(Settings())).get_workflow_handle(dead_letter_id)
+        await ensure_exists(handle, "dead letter")
+        view: DeadLetterView = await handle.query("entry", result_type=DeadLetterView)
+        return view
+
+    view = run(main())
+    if as_json:
+        print_json(view)
+        return
+    entry, request = view.entry, view.entry.request
+    out.print(
+        f"[bold]{entry.dead_letter_id}[/] ({view.state.value})  reason [bold]{entry.reason.value}"
+        f"[/]{f' ({entry.detail})' if entry.detail else ''}, dead-lettered "
+        f"{when(entry.dead_lettered_at)}\n"
+        f"delivery {request.delivery_id}: {request.event_type} -> {request.endpoint_id} "
+        f"{request.url}  event {request.event_id}, run {request.generation}",
+        highlight=False,
+    )
+    if view.acted_by:
+        out.print(
+            f"{view.state.value} by {view.acted_by} at {when(view.acted_at)}"
+            + (f" -> {view.redelivery_id}" if view.redelivery_id else "")
+            + (f": {view.note}" if view.note else ""),
+            highlight=False,
+        )
+    out.print(attempt_table(entry.attempts))
+
+
+def _act(
+    signal: str,
+    arg: RedeliverRequest | DiscardRequest,
+    dead_letter_id: str | None,
+    where: DeadLetterFilter,
+    *,
+    per_second: float,
+    dry_run: bool,
+    as_json: bool,
+) -> None:
+    """One dead letter by id, or every open one that matches the filters, rate-limited."""
+    if dead_letter_id is None and where == DeadLetterFilter():
+        raise CliError("name a dead letter id, or at least one filter such as --endpoint")
+
+    async def main() -> tuple[list[str], BulkSummary | None]:
+        client = await temporal_client(Settings())
+        ids = await _targets(client, dead_letter_id, where)
+        if dry_run:
+            return ids, None
+        with Progress(console=err, transient=True, disable=as_json) as progress:
+            task = progress.add_task(f"{signal}", total=len(ids))
+            summary = await signal_each(
+                client,
+                ids,
+                signal,
+                arg,
+                per_second=per_second,
+                on_done=lambda _: progress.advance(task),
+            )
+        return ids, summary
+
+    ids, summary = run(main())
+    if summary is None:
+        if as_json:
+            print_json({"dry_run": True, "would_signal": ids})
+        else:
+            out.print(f"dry run: would {signal} {len(ids)} dead letter(s)", highlight=False)
+            for workflow_id in ids:
+                out.print(f"  {workflow_id}", highlight=False)
+        return
+    if as_json:
+        print_json(summary.__dict__)
+    else:
+        out.print(
+            f"{signal}: {len(summary.signalled)} signalled, "
+            f"{len(summary.already_closed)} already closed, {len(summary.failed)} failed",
+            highlight=False,
+        )
+        for workflow_id, message in summary.failed.items():
+            err.print(f"  {workflow_id}: {message}", highlight=False)
+    if summary.failed:
+        raise typer.Exit(1)
+
+
+async def _targets(
+    client: Client, dead_letter_id: str | None, where: DeadLetterFilter
+) -> list[str]:
+    if dead_letter_id is not None:
+        await ensure_exists(client.get_workflow_handle(dead_letter_id), "dead letter")
+        return [dead_letter_id]
+    return [row.dead_letter_id for row in await list_dead_letters(client, where)]
+
+
+Rate = Annotated[
+    float, typer.Option(min=0.1, help="At most this many per second (protects the endpoint).")
+]
+DryRun = Annotated[bool, typer.Option(help="Only show what would be done.")]
+By = Annotated[str, typer.Option(help="Who is asking (default: your user name).")]
+
+
+@dlq_app.command()
+def redeliver(
+    dead_letter_id: Annotated[str | None, typer.Argument(help="One dead letter's id.")] = None,
+    endpoint: Endpoint = None,
+    event_type: EventType = None,
+    reason: Reason = None,
+    since: Since = None,
+    until: Until = None,
+    rate: Rate = 10.0,
+    dry_run: DryRun = False,
+    by: By = "",
+    as_json: JsonFlag = False,
+) -> None:
+    """Redeliver: same delivery id and body bytes, a fresh attempt budget."""
+    _act(
+        "redeliver",
+        RedeliverRequest(requested_by=by or getpass.getuser()),
+        dead_letter_id,
+        _filter(endpoint, event_type, reason, since, until),
+        per_second=rate,
+        dry_run=dry_run,
+        as_json=as_json,
+    )
+
+
+@dlq_app.command()
+def discard(
+    dead_letter_id: Annotated[str | None, typer.Argument(help="One dead letter's id.")] = None,
+    endpoint: Endpoint = None,
+    event_type: EventType = None,
+    reason: Reason = None,
+    since: Since = None,
+    until: Until = None,
+    note: Annotated[str, typer.Option(help="Why (recorded on the dead letter).")] = "",
+    rate: Rate = 50.0,
+    dry_run: DryRun = False,
+    by: By = "",
+    as_json: JsonFlag = False,
+) -> None:
+    """Close dead letters as discarded, without delivering them."""
+    _act(
+        "discard",
+        DiscardRequest(requested_by=by or getpass.getuser(), reason=note),
+        dead_letter_id,
+        _filter(endpoint, event_type, reason, since, until),
+        per_second=rate,
+        dry_run=dry_run,
+        as_json=as_json,
+    )

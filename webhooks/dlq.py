@@ -1,0 +1,147 @@
+"""Dead-letter queue operations on Temporal's own visibility: find, count, and act in bulk.
+
+The queue is not a separate store: every open dead letter is a running `DeadLetter`
+workflow with `WebhookStatus='dead_lettered'`, so these are visibility queries and signals,
+and operators with only Temporal's tools can do the same (`docs/operations.md`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from temporalio.client import Client, RPCError
+from temporalio.service import RPCStatusCode
+
+from webhooks import search_attributes as sa
+from webhooks.models import DeadLetterReason, DeadLetterState
+
+DEAD_LETTER_WORKFLOW = "DeadLetter"
+
+
+def _quote(value: str) -> str:
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+@dataclass(frozen=True)
+class DeadLetterFilter:
+    """Which dead letters: all filters are ANDed; `state` None means every state."""
+
+    endpoint_id: str | None = None
+    event_type: str | None = None
+    reason: DeadLetterReason | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    state: DeadLetterState | None = DeadLetterState.OPEN
+
+    def query(self) -> str:
+        """The visibility query, usable as is with `temporal workflow list --query`."""
+        clauses = [f"WorkflowType={_quote(DEAD_LETTER_WORKFLOW)}"]
+        if self.state is not None:
+            clauses.append(f"{sa.STATUS.name}={_quote(self.state.value)}")
+        if self.endpoint_id:
+            clauses.append(f"{sa.ENDPOINT_ID.name}={_quote(self.endpoint_id)}")
+        if self.event_type:
+            clauses.append(f"{sa.EVENT_TYPE.name}={_quote(self.event_type)}")
+        if self.reason:
+            clauses.append(f"{sa.DEAD_LETTER_REASON.name}={_quote(self.reason.value)}")
+        if self.since:
+            clauses.append(f"StartTime>={_quote(self.since.isoformat())}")
+        if self.until:
+            clauses.append(f"StartTime<{_quote(self.until.isoformat())}")
+        return " AND ".join(clauses)
+
+
+@dataclass(frozen=True)
+class DeadLetterRow:
+    dead_letter_id: str
+    endpoint_id: str | None
+    event_type: str | None
+    reason: str | None
+    state: str | None
+    dead_lettered_at: datetime
+
+
+async def list_dead_letters(
+    client: Client, where: DeadLetterFilter, limit: int | None = None
+) -> list[DeadLetterRow]:
+    rows: list[DeadLetterRow] = []
+    async for wf in client.list_workflows(where.query(), limit=limit):
+        attrs = wf.typed_search_attributes
+        rows.append(
+            DeadLetterRow(
+                dead_letter_id=wf.id,
+                endpoint_id=attrs.get(sa.ENDPOINT_ID),
+                event_type=attrs.get(sa.EVENT_TYPE),
+                reason=attrs.get(sa.DEAD_LETTER_REASON),
+                state=attrs.get(sa.STATUS),
+                dead_lettered_at=wf.start_time,
+            )
+        )
+    return rows
+
+
+def count_by_reason(rows: list[DeadLetterRow]) -> dict[str, int]:
+    return dict(Counter(row.reason or "unknown" for row in rows).most_common())
+
+
+async def count_open_by_reason(client: Client, where: DeadLetterFilter) -> dict[str, int]:
+    """Server-side counts per reason (no listing), for alerting on open dead letters."""
+    counts: dict[str, int] = {}
+    for reason in DeadLetterReason:
+        scoped = DeadLetterFilter(
+            endpoint_id=where.endpoint_id,
+            event_type=where.event_type,
+            reason=reason,
+            since=where.since,
+            until=where.until,
+            state=DeadLetterState.OPEN,
+        )
+        count = (await client.count_workflows(scoped.query())).count
+        if count:
+            counts[reason.value] = count
+    return counts
+
+
+@dataclass
+class BulkSummary:
+    signalled: list[str] = field(default_factory=list)
+    already_closed: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+
+
+async def signal_each(
+    client: Client,
+    ids: list[str],
+    signal: str,
+    arg: object,
+    *,
+    per_second: float,
+    on_done: Callable[[str], None] = lambda _: None,
+) -> BulkSummary:
+    """Signal every dead letter at most `per_second` times a second.
+
+    The rate limit protects the endpoint: a redelivery's first attempt follows its signal
+    at once. Interrupting and re-running is safe: closed dead letters are not listed again,
+    and a dead letter ignores a second action.
+    """
+    summary = BulkSummary()
+    started = time.monotonic()
+    for index, workflow_id in enumerate(ids):
+        delay = started + index / per_second - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        try:
+            await client.get_workflow_handle(workflow_id).signal(signal, arg)
+            summary.signalled.append(workflow_id)
+        except RPCError as err:
+            if err.status == RPCStatusCode.NOT_FOUND:
+                summary.already_closed.append(workflow_id)
+            else:
+                summary.failed[workflow_id] = err.message
+        on_done(workflow_id)
+    return summary
