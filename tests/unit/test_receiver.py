@@ -1,0 +1,115 @@
+"""The test receiver itself: what the send tests above do not already exercise."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+
+from webhooks.receiver import (
+    MAX_REQUEST_BYTES,
+    Behavior,
+    Drop,
+    ReceivedRequest,
+    Receiver,
+    Respond,
+    Stream,
+    scripted,
+)
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(timeout=5) as client:
+        yield client
+
+
+async def raw_exchange(rx: Receiver, data: bytes) -> bytes:
+    """Write raw bytes, half-close, and read whatever comes back until the server closes."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", rx.port)
+    writer.write(data)
+    await writer.drain()
+    writer.write_eof()
+    answer = await reader.read()
+    writer.close()
+    await writer.wait_closed()
+    return answer
+
+
+async def test_scripted_then_answers_every_later_request(http: httpx.AsyncClient) -> None:
+    async with Receiver(scripted(Respond(500), then=Respond(410))) as rx:
+        codes = [(await http.post(rx.url, content=b"{}")).status_code for _ in range(3)]
+    assert codes == [500, 410, 410]
+
+
+async def test_default_answers_200_and_records_requests(http: httpx.AsyncClient) -> None:
+    async with Receiver() as rx:
+        response = await http.post(
+            rx.url + "/a/b?c=d", content=b'{"k":1}', headers={"X-Custom": "Yes"}
+        )
+    assert response.status_code == 200
+    assert response.reason_phrase == "OK"
+    [got] = rx.requests
+    assert (got.method, got.path, got.body) == ("POST", "/a/b?c=d", b'{"k":1}')
+    assert got.headers["x-custom"] == "Yes"
+    assert got.received_at > 0
+
+
+async def test_on_request_sees_each_request_and_its_behavior(http: httpx.AsyncClient) -> None:
+    seen: list[tuple[ReceivedRequest, Behavior]] = []
+    script = scripted(Respond(503), Respond(200))
+    async with Receiver(script, on_request=lambda r, b: seen.append((r, b))) as rx:
+        await http.post(rx.url + "/1", content=b"a")
+        await http.post(rx.url + "/2", content=b"b")
+    assert [(r.path, b) for r, b in seen] == [("/1", Respond(503)), ("/2", Respond(200))]
+    assert [r for r, _ in seen] == rx.requests
+
+
+async def test_unknown_status_gets_a_generic_reason(http: httpx.AsyncClient) -> None:
+    async with Receiver(scripted(Respond(418, b"teapot", {"x-extra": "1"}))) as rx:
+        response = await http.post(rx.url, content=b"")
+    assert (response.status_code, response.reason_phrase) == (418, "Status")
+    assert response.headers["x-extra"] == "1"
+    assert response.content == b"teapot"
+
+
+async def test_stream_sends_the_whole_body(http: httpx.AsyncClient) -> None:
+    async with Receiver(scripted(Stream(total=100_000, chunk=30_000))) as rx:
+        response = await http.post(rx.url, content=b"")
+    assert response.status_code == 200
+    assert response.content == b"x" * 100_000
+
+
+async def test_oversized_request_is_refused_unrecorded() -> None:
+    async with Receiver() as rx:
+        head = f"POST / HTTP/1.1\r\ncontent-length: {MAX_REQUEST_BYTES + 1}\r\n\r\n"
+        answer = await raw_exchange(rx, head.encode())
+    assert answer == b""
+    assert rx.requests == []
+
+
+async def test_truncated_request_is_ignored_and_the_receiver_keeps_serving(
+    http: httpx.AsyncClient,
+) -> None:
+    async with Receiver() as rx:
+        answer = await raw_exchange(rx, b"POST / HTTP/1.1\r\ncontent-length: 10\r\n\r\nabc")
+        assert answer == b""
+        assert rx.requests == []
+        response = await http.post(rx.url, content=b"ok")
+    assert response.status_code == 200
+    assert [r.body for r in rx.requests] == [b"ok"]
+
+
+async def test_drop_closes_without_answering() -> None:
+    async with Receiver(scripted(Drop())) as rx:
+        answer = await raw_exchange(rx, b"POST / HTTP/1.1\r\ncontent-length: 0\r\n\r\n")
+    assert answer == b""
+    assert len(rx.requests) == 1
+
+
+async def test_url_and_port() -> None:
+    async with Receiver() as rx:
+        assert rx.port > 0
+        assert rx.url == f"http://127.0.0.1:{rx.port}"
