@@ -1,0 +1,89 @@
+"""Integration tests: the real Temporal dev server, real sockets, real HTTP.
+
+Shared helpers live here so the test modules stay about behaviour.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+from standardwebhooks import Webhook
+from temporalio.client import Client, WorkflowExecution, WorkflowHandle
+
+from webhooks.models import DeliveryResult, DeliveryState, DeliveryStatus, RetrySchedule
+from webhooks.receiver import ReceivedRequest
+from workflows.delivery import WebhookDelivery
+
+T = TypeVar("T")
+
+BOUND_SECONDS = 30.0
+"""Upper bound for anything a test waits for; a hang fails the test instead of the suite."""
+
+
+def settled(amount: str = "1.00", settlement_id: str = "set_1") -> dict[str, str]:
+    """Valid `stream.settled` data: publishing checks registered event types' data."""
+    return {
+        "stream_id": "st_1",
+        "settlement_id": settlement_id,
+        "amount": amount,
+        "currency": "EUR",
+        "status": "settled",
+        "settled_at": "2026-11-28T12:00:00Z",
+    }
+
+
+def fast(*seconds: float) -> RetrySchedule:
+    """An explicit, jitter-free schedule for dev-server tests: one wait per attempt."""
+    return RetrySchedule(schedule_seconds=list(seconds), jitter=0, throttled_min_seconds=0)
+
+
+def unique(prefix: str) -> str:
+    """Ids unique per test: the dev server (and its visibility store) is shared by the session."""
+    return f"{prefix}_{uuid.uuid4().hex[:10]}"
+
+
+async def eventually(
+    probe: Callable[[], Awaitable[T]],
+    until: Callable[[T], bool],
+    *,
+    within: float = BOUND_SECONDS,
+    interval: float = 0.1,
+) -> T:
+    """Poll `probe` until `until(value)` holds (visibility and queries are asynchronous)."""
+    deadline = time.monotonic() + within
+    while True:
+        value = await probe()
+        if until(value):
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not reached within {within} s; last value: {value!r}")
+        await asyncio.sleep(interval)
+
+
+async def listed(client: Client, query: str, *, expect: int = 1) -> list[WorkflowExecution]:
+    """Workflows matching a visibility query, once at least `expect` of them are indexed."""
+
+    async def probe() -> list[WorkflowExecution]:
+        return [wf async for wf in client.list_workflows(query)]
+
+    return await eventually(probe, lambda found: len(found) >= expect)
+
+
+async def wait_for_state(
+    handle: WorkflowHandle[WebhookDelivery, DeliveryResult], state: DeliveryState
+) -> DeliveryStatus:
+    """Query `status` until the delivery reports `state`."""
+
+    async def probe() -> DeliveryStatus:
+        return await handle.query(WebhookDelivery.status)
+
+    return await eventually(probe, lambda status: status.state is state)
+
+
+def verify(request: ReceivedRequest, secret: str) -> object:
+    """Check a received request the way a customer would, with the `standardwebhooks` package."""
+    return Webhook(secret).verify(request.body, request.headers)

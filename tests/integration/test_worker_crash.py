@@ -1,0 +1,128 @@
+"""A worker killed with SIGKILL mid-run loses nothing once another worker takes over."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from collections import Counter, defaultdict
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from temporalio.client import Client
+
+from tests.integration import eventually, fast, settled, unique
+from webhooks.client import WebhookPublisher
+from webhooks.config import Settings
+from webhooks.ids import delivery_id
+from webhooks.models import DeliveryState
+from webhooks.receiver import Behavior, Hang, ReceivedRequest, Receiver, Respond
+from worker import running_worker
+from workflows.delivery import WebhookDelivery
+
+REPO = Path(__file__).resolve().parents[2]
+RECOVERY_BOUND_SECONDS = 90.0
+"""After a crash the server waits out the dead worker's workflow-task timeout (10 s) and
+sticky-queue timeout (5 s) before another worker gets the work; this leaves ample room."""
+
+
+@asynccontextmanager
+async def worker_process(client: Client, settings: Settings) -> AsyncIterator[int]:
+    """A worker subprocess on the test's task queue; yields its pid once it polls."""
+    env = {
+        **os.environ,
+        "TEMPORAL_ADDRESS": client.service_client.config.target_host,
+        "TEMPORAL_NAMESPACE": client.namespace,
+        "WEBHOOKS_TASK_QUEUE": settings.task_queue,
+        "WEBHOOKS_SECRETS_FILE": str(settings.secrets_file),
+        "WEBHOOKS_ALLOW_PRIVATE_DESTINATIONS": "true",
+        "WEBHOOKS_HTTP_TIMEOUT_SECONDS": str(settings.http_timeout_seconds),
+        "WEBHOOKS_CONNECT_TIMEOUT_SECONDS": str(settings.connect_timeout_seconds),
+        "WEBHOOKS_CIRCUIT_ENABLED": str(settings.circuit_enabled).lower(),
+    }
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "tests.integration.worker_process",
+        cwd=REPO,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    try:
+        assert proc.stdout is not None
+        line = await asyncio.wait_for(proc.stdout.readline(), 60)
+        assert line.strip() == b"ready", f"worker process did not start: {line!r}"
+        yield proc.pid
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+        await proc.wait()
+
+
+async def test_sigkilled_worker_loses_nothing(
+    client: Client, settings: Settings, publisher: WebhookPublisher
+) -> None:
+    # The hung first attempts must still be in flight at the kill however slow the machine:
+    # the receiver hangs longer than the send timeout, which is far longer than publishing.
+    settings = settings.model_copy(update={"http_timeout_seconds": 20})
+    endpoint = unique("ep_crash")
+    events = [unique("evt") for _ in range(6)]
+    ids = [delivery_id(endpoint, e) for e in events]
+    # Half are mid-request when the worker dies (the receiver hangs on their first attempt);
+    # the other half got a 500 and wait on a durable timer.
+    hangers = set(ids[::2])
+    answers: defaultdict[str, list[Behavior]] = defaultdict(list)
+
+    def respond(request: ReceivedRequest) -> Behavior:
+        did = request.headers["webhook-id"]
+        n = len(answers[did]) + 1
+        if n == 1:
+            return Hang(30) if did in hangers else Respond(500)
+        return Respond(500) if n == 2 else Respond(200)
+
+    def record(request: ReceivedRequest, behavior: Behavior) -> None:
+        answers[request.headers["webhook-id"]].append(behavior)
+
+    async with Receiver(respond, on_request=record) as rx:
+        async with worker_process(client, settings) as pid:
+            for event_id in events:
+                await publisher.publish(
+                    endpoint_id=endpoint,
+                    url=rx.url,
+                    event_type="stream.settled",
+                    data=settled(settlement_id=event_id),
+                    event_id=event_id,
+                    retry=fast(0, 1, 1, 1, 1, 1, 1, 1),
+                )
+
+            async def first_requests() -> int:
+                return len(answers)
+
+            await eventually(first_requests, lambda n: n == len(ids))
+            os.kill(pid, signal.SIGKILL)
+
+        async with running_worker(client, settings):
+            handles = [client.get_workflow_handle_for(WebhookDelivery.run, i) for i in ids]
+            results = await asyncio.wait_for(
+                asyncio.gather(*(h.result() for h in handles)), RECOVERY_BOUND_SECONDS
+            )
+            tables = [await h.query(WebhookDelivery.attempts) for h in handles]
+
+    assert [r.state for r in results] == [DeliveryState.DELIVERED] * len(ids)
+    received = Counter(r.headers["webhook-id"] for r in rx.requests)
+    duplicates = {}
+    for did, result, table in zip(ids, results, tables, strict=True):
+        ok = [b for b in answers[did] if isinstance(b, Respond) and 200 <= b.status < 300]
+        assert len(ok) == 1, f"{did}: ended with {len(ok)} 2xx answers"
+        assert table[-1].status_code == 200
+        assert result.attempts == len(table)
+        # Every recorded attempt reached the receiver; the only extra request a delivery can
+        # have is the one in flight when the worker died (its result died with the worker,
+        # so the next worker sent that attempt again, same id and bytes).
+        duplicates[did] = received[did] - len(table)
+        assert duplicates[did] in (0, 1)
+        if did in hangers:
+            assert duplicates[did] == 1
+    print(f"\ncrash: {len(ids)} deliveries, {sum(duplicates.values())} duplicate requests")

@@ -1,0 +1,27 @@
+"""A worker in its own process, for the crash test to SIGKILL.
+
+    TEMPORAL_ADDRESS=127.0.0.1:7233 WEBHOOKS_TASK_QUEUE=... WEBHOOKS_SECRETS_FILE=... \
+        python -m tests.integration.worker_process
+
+Configured from the environment exactly like `webhooks worker`; prints `ready` once polling.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from webhooks.client import connect
+from webhooks.config import Settings
+from worker import running_worker
+
+
+async def main() -> None:
+    settings = Settings()
+    client = await connect(settings)
+    async with running_worker(client, settings):
+        print("ready", flush=True)
+        await asyncio.Event().wait()  # until killed
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
