@@ -13,6 +13,7 @@ from contextlib import asynccontextmanager
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from activities.guard import DestinationPolicy
 from activities.send import SendActivities, new_http_client
 from webhooks.config import Settings
 from workflows.dead_letter import DeadLetter
@@ -27,6 +28,7 @@ async def running_worker(client: Client, settings: Settings) -> AsyncIterator[Wo
     async with new_http_client(
         connect_timeout=settings.connect_timeout_seconds,
         max_connections=settings.max_connections,
+        destinations=DestinationPolicy.from_settings(settings),
     ) as http:
         sender = SendActivities(
             http,

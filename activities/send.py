@@ -18,6 +18,7 @@ from importlib.metadata import version
 import httpx
 from temporalio import activity
 
+from activities.guard import BlockedDestinationError, DestinationPolicy, GuardedTransport
 from webhooks.models import ErrorKind, SendRequest, SendResult
 from webhooks.secrets import FileSecretStore, UnknownSecretRefError
 from webhooks.signing import signature_header
@@ -46,6 +47,8 @@ def parse_retry_after(value: str | None, now: datetime) -> float | None:
 
 def error_kind_of(err: BaseException) -> ErrorKind:
     """Name a transport failure by its root cause (DNS, TLS, refused, dropped, timed out)."""
+    if isinstance(err, BlockedDestinationError):
+        return ErrorKind.BLOCKED_DESTINATION
     if isinstance(err, TimeoutError | httpx.TimeoutException):
         return ErrorKind.TIMEOUT
     cause: BaseException | None = err
@@ -60,13 +63,26 @@ def error_kind_of(err: BaseException) -> ErrorKind:
     return ErrorKind.PROTOCOL
 
 
-def new_http_client(*, connect_timeout: float, max_connections: int) -> httpx.AsyncClient:
-    """The one pooled client a worker shares across all sends. Redirects are never followed."""
+def new_http_client(
+    *,
+    connect_timeout: float,
+    max_connections: int,
+    destinations: DestinationPolicy | None = None,
+) -> httpx.AsyncClient:
+    """The one pooled client a worker shares across all sends. Redirects are never followed.
+
+    `destinations` puts the SSRF guard (`activities.guard`) under every connection; the
+    worker always passes one. Without it nothing is vetted: for tests and benchmarks only.
+    """
+    limits = httpx.Limits(
+        max_connections=max_connections, max_keepalive_connections=max_connections
+    )
     return httpx.AsyncClient(
         follow_redirects=False,
         timeout=httpx.Timeout(None, connect=connect_timeout),
-        limits=httpx.Limits(
-            max_connections=max_connections, max_keepalive_connections=max_connections
+        limits=limits,
+        transport=(
+            GuardedTransport(destinations, limits=limits) if destinations is not None else None
         ),
         # identity: compressed bodies could expand past the read cap.
         headers={"user-agent": USER_AGENT, "accept-encoding": "identity"},

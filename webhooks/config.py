@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
+from typing import Annotated, Any
 
-from pydantic import AliasChoices, Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from webhooks.secrets import FileSecretStore
 
@@ -24,12 +26,29 @@ class Settings(BaseSettings):
     task_queue: str = "webhooks"
     secrets_file: Path | None = None
     allow_private_destinations: bool = False
+    allowed_networks: Annotated[tuple[IPv4Network | IPv6Network, ...], NoDecode] = ()
+    """Reachable even while private destinations are refused: `127.0.0.0/8,10.1.0.0/16`."""
+    require_https: bool = False
+    """Refuse http:// webhook URLs, at publish and at send (production)."""
+    codec_keys: SecretStr | None = None
+    """History encryption keys, newest first: `k2:<base64 of 32 bytes>,k1:<...>`."""
+    codec_keys_file: Path | None = None
+    """The same, from a file (one `id:key` per line or comma-separated)."""
+    codec_server_token: SecretStr | None = None
+    """The bearer token the codec server requires."""
     http_timeout_seconds: float = Field(default=15, gt=0, le=120)
     """Total time for one attempt: connect, send, and read the (capped) response."""
     connect_timeout_seconds: float = Field(default=5, gt=0, le=60)
     response_excerpt_bytes: int = Field(default=1024, ge=0, le=65536)
     """How much of a response body an attempt records; 0 records none."""
     max_connections: int = Field(default=200, ge=1)
+
+    @field_validator("allowed_networks", mode="before")
+    @classmethod
+    def _split_networks(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(ip_network(v.strip()) for v in value.split(",") if v.strip())
+        return value
 
     def secret_store(self) -> FileSecretStore | None:
         return FileSecretStore(self.secrets_file) if self.secrets_file else None

@@ -1,0 +1,21 @@
+"""Security and privacy tests: the destination guard, response handling, secrets, the
+history codec and codec server, typed events, and bad input at the edges."""
+
+from __future__ import annotations
+
+import uuid
+
+from webhooks.models import RetrySchedule
+
+BOUND_SECONDS = 30.0
+"""Upper bound for anything a test waits for; a hang fails the test instead of the suite."""
+
+
+def fast(*seconds: float) -> RetrySchedule:
+    """An explicit, jitter-free schedule for dev-server tests: one wait per attempt."""
+    return RetrySchedule(schedule_seconds=list(seconds), jitter=0, throttled_min_seconds=0)
+
+
+def unique(prefix: str) -> str:
+    """Ids unique per test: the dev server is shared by the whole session."""
+    return f"{prefix}_{uuid.uuid4().hex[:10]}"
