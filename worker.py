@@ -13,9 +13,11 @@ from contextlib import asynccontextmanager
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from activities.circuit_view import CircuitActivities, CircuitView
 from activities.guard import DestinationPolicy
 from activities.send import SendActivities, new_http_client
 from webhooks.config import Settings
+from workflows.circuit import EndpointCircuit
 from workflows.dead_letter import DeadLetter
 from workflows.delivery import WebhookDelivery
 
@@ -24,23 +26,27 @@ log = logging.getLogger("webhooks.worker")
 
 @asynccontextmanager
 async def running_worker(client: Client, settings: Settings) -> AsyncIterator[Worker]:
-    """Run a worker (and its shared HTTP client) for the duration of the block."""
-    async with new_http_client(
-        connect_timeout=settings.connect_timeout_seconds,
-        max_connections=settings.max_connections,
-        destinations=DestinationPolicy.from_settings(settings),
-    ) as http:
+    """Run a worker (with its shared HTTP client and circuit view) for the block's duration."""
+    async with (
+        new_http_client(
+            connect_timeout=settings.connect_timeout_seconds,
+            max_connections=settings.max_connections,
+            destinations=DestinationPolicy.from_settings(settings),
+        ) as http,
+        CircuitView(client, task_queue=settings.task_queue, config=settings.circuit) as view,
+    ):
         sender = SendActivities(
             http,
             settings.secret_store(),
             timeout_seconds=settings.http_timeout_seconds,
             excerpt_bytes=settings.response_excerpt_bytes,
+            circuit=view if settings.circuit_enabled else None,
         )
         worker = Worker(
             client,
             task_queue=settings.task_queue,
-            workflows=[WebhookDelivery, DeadLetter],
-            activities=[sender.send_webhook],
+            workflows=[WebhookDelivery, DeadLetter, EndpointCircuit],
+            activities=[sender.send_webhook, CircuitActivities(client).wake_deliveries],
         )
         async with worker:
             log.info("worker polling task queue %r", settings.task_queue)

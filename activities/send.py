@@ -18,7 +18,9 @@ from importlib.metadata import version
 import httpx
 from temporalio import activity
 
+from activities.circuit_view import CircuitView
 from activities.guard import BlockedDestinationError, DestinationPolicy, GuardedTransport
+from webhooks.circuit import signal_of
 from webhooks.models import ErrorKind, SendRequest, SendResult
 from webhooks.secrets import FileSecretStore, UnknownSecretRefError
 from webhooks.signing import signature_header
@@ -90,7 +92,7 @@ def new_http_client(
 
 
 class SendActivities:
-    """Holds the worker's shared HTTP client and secret store."""
+    """Holds the worker's shared HTTP client, secret store and circuit view."""
 
     def __init__(
         self,
@@ -99,7 +101,9 @@ class SendActivities:
         *,
         timeout_seconds: float = 15,
         excerpt_bytes: int = 1024,
+        circuit: CircuitView | None = None,
     ) -> None:
+        self._circuit = circuit
         self._http = http
         self._secrets = secrets
         self._timeout = timeout_seconds
@@ -107,6 +111,18 @@ class SendActivities:
 
     @activity.defn(name="send_webhook")
     async def send_webhook(self, request: SendRequest) -> SendResult:
+        """One attempt, unless the endpoint's circuit holds it back (then no request)."""
+        gated = self._circuit is not None and bool(request.endpoint_id)
+        gate = self._circuit.gate(request.endpoint_id) if self._circuit and gated else None
+        if gate is not None and not gate.allow:
+            return SendResult(started_at=datetime.now(UTC), duration_ms=0, gate=gate)
+        result = await self._post(request)
+        if self._circuit and gated:
+            probe = gate is not None and gate.probe
+            self._circuit.record(request.endpoint_id, signal_of(result), probe=probe)
+        return result
+
+    async def _post(self, request: SendRequest) -> SendResult:
         started_at = datetime.now(UTC)
         t0 = time.perf_counter()
 

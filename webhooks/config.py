@@ -9,13 +9,16 @@ from typing import Annotated, Any
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from webhooks.circuit import CircuitConfig
 from webhooks.secrets import FileSecretStore
 
 
 class Settings(BaseSettings):
     """Everything a worker or publisher reads from its environment."""
 
-    model_config = SettingsConfigDict(env_prefix="WEBHOOKS_", extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="WEBHOOKS_", env_nested_delimiter="__", extra="ignore"
+    )
 
     temporal_address: str = Field(
         default="localhost:7233", validation_alias=AliasChoices("TEMPORAL_ADDRESS")
@@ -42,6 +45,9 @@ class Settings(BaseSettings):
     response_excerpt_bytes: int = Field(default=1024, ge=0, le=65536)
     """How much of a response body an attempt records; 0 records none."""
     max_connections: int = Field(default=200, ge=1)
+    circuit_enabled: bool = True
+    circuit: CircuitConfig = CircuitConfig()
+    """Per-endpoint circuit breaker, e.g. `WEBHOOKS_CIRCUIT__COOLDOWN_SECONDS=60`."""
 
     @field_validator("allowed_networks", mode="before")
     @classmethod

@@ -19,3 +19,8 @@ def delivery_id(endpoint_id: str, event_id: str) -> str:
 def dead_letter_id(delivery_id: str, generation: int) -> str:
     """One dead letter per delivery run: a redelivery that fails again gets a new one."""
     return f"{delivery_id}-dlq-{generation}"
+
+
+def circuit_id(endpoint_id: str) -> str:
+    """The `EndpointCircuit` workflow of an endpoint."""
+    return f"circuit-{endpoint_id}"

@@ -29,6 +29,8 @@ def _header_safe(value: str) -> str:
 
 
 def _http_url(value: str) -> str:
+    if any(c.isspace() for c in value):
+        raise ValueError("URL must not contain whitespace")
     try:
         url = httpx.URL(value)
     except httpx.InvalidURL as err:
@@ -140,14 +142,29 @@ class SendRequest(_Model):
     """What the send activity needs for one attempt. The secret is resolved inside it."""
 
     delivery_id: str
+    endpoint_id: str = ""
+    """Names the circuit that gates the send (empty: not gated)."""
     url: str
     body: str
     secret_ref: str
     attempt: int
 
 
+class Gate(_Model):
+    """The endpoint circuit's answer: go, go as the probe, wait until `retry_at`, or stop."""
+
+    allow: bool
+    probe: bool = False
+    disabled: bool = False
+    retry_at: datetime | None = None
+
+
 class SendResult(_Model):
-    """What one HTTP attempt observed; the workflow classifies it with pure policy."""
+    """What one HTTP attempt observed; the workflow classifies it with pure policy.
+
+    With `gate` set, the circuit held the send back and no request was made: that is not
+    an attempt.
+    """
 
     started_at: datetime
     duration_ms: float
@@ -156,6 +173,7 @@ class SendResult(_Model):
     error: str | None = None
     response_excerpt: str | None = None
     retry_after_seconds: float | None = None
+    gate: Gate | None = None
 
 
 class Outcome(StrEnum):
@@ -183,6 +201,7 @@ class DeliveryState(StrEnum):
     PENDING = "pending"
     SENDING = "sending"
     RETRYING = "retrying"
+    CIRCUIT_OPEN = "circuit_open"
     DELIVERED = "delivered"
     DEAD_LETTERED = "dead_lettered"
 

@@ -14,7 +14,7 @@ activity. Every decision comes from `webhooks.policy`, fed with `workflow.now()`
 from __future__ import annotations
 
 import contextlib
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from temporalio import workflow
@@ -39,6 +39,7 @@ with workflow.unsafe.imports_passed_through():
         DeliveryState,
         DeliveryStatus,
         ErrorKind,
+        Gate,
         Outcome,
         SendRequest,
         SendResult,
@@ -46,6 +47,8 @@ with workflow.unsafe.imports_passed_through():
     from webhooks.policy import Decision, decide
     from workflows.dead_letter import DeadLetter
 
+CIRCUIT_JITTER_SECONDS = 5.0
+"""Deliveries held by an open circuit wake spread over this long after the probe time."""
 SEND_TIMEOUT = timedelta(seconds=60)
 """Backstop only: the activity enforces the worker's own (shorter) total HTTP timeout."""
 
@@ -58,6 +61,7 @@ class WebhookDelivery:
         self._attempts: list[Attempt] = []
         self._state = DeliveryState.PENDING
         self._retry_now = False
+        self._next_attempt_at: datetime | None = None
         self._dead_letter_reason: DeadLetterReason | None = None
 
     @workflow.run
@@ -66,6 +70,13 @@ class WebhookDelivery:
         try:
             while True:
                 result = await self._send()
+                if result.gate is not None:
+                    # The endpoint's circuit held it back: no request, not an attempt.
+                    held = self._hold(result.gate, started_at, request)
+                    if held is not None:
+                        return await self._dead_letter(held)
+                    await self._wait_for_next_attempt()
+                    continue
                 decision = decide(
                     result,
                     attempts_made=len(self._attempts) + 1,
@@ -79,7 +90,7 @@ class WebhookDelivery:
                     return self._finish(DeliveryState.DELIVERED)
                 if decision.dead_letter_reason is not None:
                     return await self._dead_letter(decision.dead_letter_reason)
-                await self._wait_until_next_attempt()
+                await self._wait_for_next_attempt()
         except Exception as err:
             # A bug must not leave the delivery stuck retrying a workflow task: park it.
             workflow.logger.exception("delivery failed unexpectedly; dead-lettering")
@@ -103,7 +114,7 @@ class WebhookDelivery:
             event_type=self._request.event_type,
             state=self._state,
             attempts=len(self._attempts),
-            next_attempt_at=last.next_attempt_at if last else None,
+            next_attempt_at=self._next_attempt_at,
             last_status_code=last.status_code if last else None,
             dead_letter_reason=self._dead_letter_reason,
         )
@@ -116,6 +127,7 @@ class WebhookDelivery:
                 SendActivities.send_webhook,
                 SendRequest(
                     delivery_id=request.delivery_id,
+                    endpoint_id=request.endpoint_id,
                     url=request.url,
                     body=request.body,
                     secret_ref=request.secret_ref,
@@ -149,15 +161,31 @@ class WebhookDelivery:
             generation=self._request.generation,
         )
         self._attempts.append(attempt)
+        self._next_attempt_at = decision.next_attempt_at
         if decision.next_attempt_at is not None:
             self._state = DeliveryState.RETRYING
             self._upsert(DeliveryState.RETRYING)
 
-    async def _wait_until_next_attempt(self) -> None:
-        next_at = self._attempts[-1].next_attempt_at
-        assert next_at is not None
+    def _hold(
+        self, gate: Gate, started_at: datetime, request: DeliveryRequest
+    ) -> DeadLetterReason | None:
+        """Wait for the circuit (with jitter, so waiters do not stampede), or give up."""
+        if gate.disabled:
+            return DeadLetterReason.ENDPOINT_DISABLED
+        spread = timedelta(seconds=workflow.random().uniform(0, CIRCUIT_JITTER_SECONDS))
+        retry_at = max(gate.retry_at or workflow.now(), workflow.now()) + spread
+        if retry_at > started_at + timedelta(seconds=request.options.retry.max_age_seconds):
+            return DeadLetterReason.MAX_AGE
+        self._next_attempt_at = retry_at
+        self._state = DeliveryState.CIRCUIT_OPEN
+        self._upsert(DeliveryState.CIRCUIT_OPEN)
+        return None
+
+    async def _wait_for_next_attempt(self) -> None:
+        """Sleep on a durable timer until the next attempt; `retry_now` cuts it short."""
+        assert self._next_attempt_at is not None
         self._retry_now = False
-        delay = next_at - workflow.now()
+        delay = self._next_attempt_at - workflow.now()
         if delay > timedelta(0):
             with contextlib.suppress(TimeoutError):
                 await workflow.wait_condition(lambda: self._retry_now, timeout=delay)
@@ -177,7 +205,7 @@ class WebhookDelivery:
                 sa.ENDPOINT_ID.value_set(self._request.endpoint_id),
                 sa.EVENT_TYPE.value_set(self._request.event_type),
             ]
-        next_at = last.next_attempt_at if last else None
+        next_at = self._next_attempt_at
         updates.append(
             sa.NEXT_ATTEMPT_AT.value_set(next_at) if next_at else sa.NEXT_ATTEMPT_AT.value_unset()
         )
@@ -185,6 +213,7 @@ class WebhookDelivery:
 
     def _finish(self, state: DeliveryState, dead_letter_id: str | None = None) -> DeliveryResult:
         self._state = state
+        self._next_attempt_at = None
         self._upsert(state)
         last = self._attempts[-1] if self._attempts else None
         return DeliveryResult(

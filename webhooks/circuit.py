@@ -1,0 +1,275 @@
+"""The per-endpoint circuit breaker as a pure state machine (no I/O, no clock of its own).
+
+    closed --(>= 70% failures over 5 min with >= 10 attempts, or N in a row)--> open
+    open --(cooldown: 30 s, doubling per trip, capped)--> half-open
+    half-open --(one probe at a time: success)--> closed
+    half-open --(probe failure)--> open (longer cooldown)
+    any --(failing continuously for 5 days, or 410 Gone, or an operator)--> disabled
+
+Only transport failures, timeouts, 5xx and 429 count as failures; any other answer
+(including a 4xx other than 408/429) shows the endpoint is up. The `EndpointCircuit`
+workflow runs one of these per endpoint, and each worker runs a local copy seeded from it
+(`activities/circuit_view.py`), so both decide with the same code.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from webhooks.models import ErrorKind, Gate, SendResult
+
+BUCKET_SECONDS = 10
+"""Failure-rate window granularity."""
+
+
+class CircuitPhase(StrEnum):
+    CLOSED = "closed"
+    OPEN = "open"
+    HALF_OPEN = "half_open"
+    DISABLED = "disabled"
+
+
+class CircuitConfig(BaseModel):
+    """Defaults after Convoy (rate window) and Svix (disable after 5 days)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    failure_rate_threshold: float = Field(default=0.7, gt=0, le=1)
+    window_seconds: float = Field(default=300, gt=0)
+    min_requests: int = Field(default=10, ge=1)
+    consecutive_failures: int | None = Field(default=20, ge=1)
+    cooldown_seconds: float = Field(default=30, gt=0)
+    cooldown_multiplier: float = Field(default=2, ge=1)
+    max_cooldown_seconds: float = Field(default=600, gt=0)
+    probe_lease_seconds: float = Field(default=60, gt=0)
+    """A granted probe that reports nothing for this long is assumed lost."""
+    disable_after_seconds: float = Field(default=5 * 86400, gt=0)
+
+
+class Signal(StrEnum):
+    """How an attempt counts for the circuit."""
+
+    SUCCESS = "success"
+    FAILURE = "failure"
+    NEUTRAL = "neutral"
+    GONE = "gone"
+
+
+def signal_of(result: SendResult) -> Signal:
+    code = result.status_code
+    if code == 410:
+        return Signal.GONE
+    if code is None:
+        # Our own refusals say nothing about the endpoint's health.
+        if result.error_kind in (ErrorKind.BLOCKED_DESTINATION, ErrorKind.SECRET_UNAVAILABLE):
+            return Signal.NEUTRAL
+        return Signal.FAILURE
+    if code >= 500 or code in (408, 429):
+        return Signal.FAILURE
+    if 200 <= code < 300:
+        return Signal.SUCCESS
+    return Signal.NEUTRAL
+
+
+class OutcomeReport(BaseModel):
+    """What one worker saw of one endpoint since its last report (aggregated)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    successes: int = 0
+    failures: int = 0
+    trailing_failures: int = 0
+    """Failures after the last success in this batch (all of them if there was none)."""
+    gone: bool = False
+    probe_succeeded: bool | None = None
+    """Set when the batch includes the result of a probe this worker was granted."""
+
+    @property
+    def empty(self) -> bool:
+        return not (self.successes or self.failures or self.gone) and self.probe_succeeded is None
+
+
+class Bucket(BaseModel):
+    start: datetime
+    successes: int = 0
+    failures: int = 0
+
+
+class CircuitSnapshot(BaseModel):
+    """The whole state: what `state` answers and what continue-as-new carries."""
+
+    endpoint_id: str
+    phase: CircuitPhase = CircuitPhase.CLOSED
+    buckets: list[Bucket] = []
+    consecutive_failures: int = 0
+    failing_since: datetime | None = None
+    opened_at: datetime | None = None
+    next_probe_at: datetime | None = None
+    probe_lease_until: datetime | None = None
+    trips: int = 0
+    disabled_reason: str | None = None
+    signals_received: int = 0
+    reports_received: int = 0
+
+    def requests_in_window(self) -> int:
+        return sum(b.successes + b.failures for b in self.buckets)
+
+    def failure_rate(self) -> float:
+        total = self.requests_in_window()
+        return sum(b.failures for b in self.buckets) / total if total else 0.0
+
+
+class Circuit:
+    """Mutable wrapper around a snapshot; every method takes `now` explicitly."""
+
+    def __init__(self, snapshot: CircuitSnapshot, config: CircuitConfig) -> None:
+        self.s = snapshot
+        self.config = config
+
+    # -- inputs -------------------------------------------------------------------------
+
+    def record(self, report: OutcomeReport, now: datetime) -> None:
+        s = self.s
+        s.reports_received += 1
+        if s.phase is CircuitPhase.DISABLED:
+            return
+        if report.gone:
+            self.disable("endpoint answered 410 Gone")
+            return
+        self._count(report, now)
+        if report.successes or report.probe_succeeded:
+            if s.phase is not CircuitPhase.CLOSED:
+                self._close()
+        elif report.probe_succeeded is False and s.phase is not CircuitPhase.CLOSED:
+            self._open(now)
+        self.tick(now)
+
+    def tick(self, now: datetime) -> None:
+        """Apply what time alone changes: trips, the end of a cooldown, auto-disable."""
+        s, c = self.s, self.config
+        self._expire_buckets(now)
+        if s.phase is CircuitPhase.DISABLED:
+            return
+        if s.failing_since and now - s.failing_since >= timedelta(seconds=c.disable_after_seconds):
+            self.disable(f"failing continuously for {c.disable_after_seconds / 86400:g} days")
+            return
+        if s.phase is CircuitPhase.CLOSED and self._should_trip():
+            self._open(now)
+        elif s.phase is CircuitPhase.OPEN and s.next_probe_at and now >= s.next_probe_at:
+            s.phase = CircuitPhase.HALF_OPEN
+
+    def acquire_probe(self, now: datetime) -> Gate:
+        """Grant one probe at a time while half-open; everyone else waits."""
+        self.tick(now)
+        s = self.s
+        if s.phase is not CircuitPhase.HALF_OPEN:
+            return self.gate(now)
+        if s.probe_lease_until and now < s.probe_lease_until:
+            return Gate(allow=False, retry_at=s.probe_lease_until)
+        s.probe_lease_until = now + timedelta(seconds=self.config.probe_lease_seconds)
+        return Gate(allow=True, probe=True)
+
+    def reset(self) -> None:
+        self._close()
+        self.s.buckets = []
+        self.s.failing_since = None
+
+    def disable(self, reason: str) -> None:
+        self.s.phase = CircuitPhase.DISABLED
+        self.s.disabled_reason = reason
+        self.s.next_probe_at = None
+        self.s.probe_lease_until = None
+
+    def enable(self) -> None:
+        self.s.disabled_reason = None
+        self.reset()
+
+    # -- outputs ------------------------------------------------------------------------
+
+    def gate(self, now: datetime) -> Gate:
+        """What a delivery may do now, without asking for a probe."""
+        s = self.s
+        if s.phase is CircuitPhase.CLOSED:
+            return Gate(allow=True)
+        if s.phase is CircuitPhase.DISABLED:
+            return Gate(allow=False, disabled=True)
+        if s.phase is CircuitPhase.OPEN and s.next_probe_at and now < s.next_probe_at:
+            return Gate(allow=False, retry_at=s.next_probe_at)
+        # Half-open (or due): only a granted probe may go.
+        retry_at = s.probe_lease_until if s.probe_lease_until and now < s.probe_lease_until else now
+        return Gate(allow=False, probe=True, retry_at=retry_at)
+
+    def current_cooldown(self) -> timedelta:
+        c = self.config
+        trips = max(self.s.trips, 1)
+        seconds = c.cooldown_seconds * c.cooldown_multiplier ** (trips - 1)
+        return timedelta(seconds=min(seconds, c.max_cooldown_seconds))
+
+    # -- internals ----------------------------------------------------------------------
+
+    def _count(self, report: OutcomeReport, now: datetime) -> None:
+        s = self.s
+        start = now - timedelta(seconds=now.timestamp() % BUCKET_SECONDS)
+        if not s.buckets or s.buckets[-1].start != start:
+            s.buckets.append(Bucket(start=start))
+        s.buckets[-1].successes += report.successes
+        s.buckets[-1].failures += report.failures
+        if report.successes:
+            s.consecutive_failures = report.trailing_failures
+            s.failing_since = now if report.trailing_failures else None
+        elif report.failures:
+            s.consecutive_failures += report.failures
+            s.failing_since = s.failing_since or now
+
+    def _expire_buckets(self, now: datetime) -> None:
+        horizon = now - timedelta(seconds=self.config.window_seconds)
+        self.s.buckets = [
+            b for b in self.s.buckets if b.start + timedelta(seconds=BUCKET_SECONDS) > horizon
+        ]
+
+    def _should_trip(self) -> bool:
+        s, c = self.s, self.config
+        if c.consecutive_failures is not None and s.consecutive_failures >= c.consecutive_failures:
+            return True
+        return (
+            s.requests_in_window() >= c.min_requests
+            and s.failure_rate() >= c.failure_rate_threshold
+        )
+
+    def _open(self, now: datetime) -> None:
+        s = self.s
+        s.phase = CircuitPhase.OPEN
+        s.trips += 1
+        s.opened_at = s.opened_at or now  # When this outage began, not the latest re-open.
+        s.next_probe_at = now + self.current_cooldown()
+        s.probe_lease_until = None
+
+    def _close(self) -> None:
+        s = self.s
+        s.phase = CircuitPhase.CLOSED
+        s.trips = 0
+        s.opened_at = None
+        s.next_probe_at = None
+        s.probe_lease_until = None
+        s.consecutive_failures = 0
+        # Forget the failures that opened it; otherwise it would trip again at once.
+        s.buckets = []
+
+
+class CircuitInput(BaseModel):
+    """The input of `EndpointCircuit`."""
+
+    endpoint_id: str
+    config: CircuitConfig = CircuitConfig()
+    snapshot: CircuitSnapshot | None = None
+    """Carried across continue-as-new."""
+
+
+class OperatorRequest(BaseModel):
+    """Optional argument of the circuit's `reset`, `disable` and `enable` signals."""
+
+    requested_by: str = "unknown"
+    reason: str = ""
