@@ -76,6 +76,7 @@ def publish(
             secret_ref=secret_ref,
             retry=retry,
             secrets=settings.secret_store(),
+            require_https=settings.require_https,
         )
         # Validated before connecting: bad input never starts anything.
         publisher = WebhookPublisher(
@@ -170,6 +171,31 @@ def dev(
     from webhooks.demo import run_dev
 
     run(run_dev(state_dir=state_dir, port=port, ui_port=ui_port, demo=demo, console=out))
+
+
+@app.command("codec-server")
+def codec_server(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8081,
+    origin: Annotated[
+        list[str] | None, typer.Option(help="Web UI origin allowed by CORS (repeatable).")
+    ] = None,
+) -> None:
+    """Decode encrypted payloads for the Temporal UI/CLI (needs WEBHOOKS_CODEC_SERVER_TOKEN)."""
+    from webhooks.codec_server import DEFAULT_ORIGINS, serve_codec
+
+    def announce(message: str) -> None:
+        out.print(message, highlight=False)
+
+    async def main() -> None:
+        settings, origins = Settings(), origin or DEFAULT_ORIGINS
+        await serve_until_stopped(
+            lambda stop: serve_codec(
+                settings, stop, host=host, port=port, origins=origins, announce=announce
+            )
+        )
+
+    run(main())
 
 
 def main() -> None:

@@ -12,10 +12,12 @@ starts nothing, while the first delivery runs and for the namespace's retention 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import uuid
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel
 from temporalio.client import Client
@@ -26,15 +28,31 @@ from temporalio.common import (
     WorkflowIDReusePolicy,
 )
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.converter import DataConverter, DefaultFailureConverterWithEncodedAttributes
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from webhooks import search_attributes as sa
+from webhooks.codec import codec_from_settings
 from webhooks.config import Settings
+from webhooks.events import validate_event_data
 from webhooks.ids import delivery_id as make_delivery_id
 from webhooks.models import DeliveryOptions, DeliveryRequest, RetrySchedule
-from webhooks.secrets import FileSecretStore, UnknownSecretRefError
+from webhooks.secrets import FileSecretStore
 
 DELIVERY_WORKFLOW = "WebhookDelivery"
+
+
+def data_converter(settings: Settings) -> DataConverter:
+    """Pydantic JSON, encrypted with the history codec when keys are configured (then
+    failure messages are moved into the encrypted payloads too)."""
+    codec = codec_from_settings(settings)
+    if codec is None:
+        return pydantic_data_converter
+    return dataclasses.replace(
+        pydantic_data_converter,
+        payload_codec=codec,
+        failure_converter_class=DefaultFailureConverterWithEncodedAttributes,
+    )
 
 
 async def connect(settings: Settings) -> Client:
@@ -42,7 +60,7 @@ async def connect(settings: Settings) -> Client:
     return await Client.connect(
         settings.temporal_address,
         namespace=settings.temporal_namespace,
-        data_converter=pydantic_data_converter,
+        data_converter=data_converter(settings),
     )
 
 
@@ -76,13 +94,17 @@ def build_request(
     dead_letter_on_4xx: bool = False,
     timestamp: datetime | None = None,
     secrets: FileSecretStore | None = None,
+    require_https: bool = False,
 ) -> DeliveryRequest:
-    """Validate everything and build the workflow input; raises ValueError on bad input."""
-    if secrets is not None and secret_ref not in secrets:
-        raise UnknownSecretRefError(secret_ref)
+    """Validate everything and build the workflow input; raises ValueError on bad input.
+
+    `data` of a registered event type (`webhooks.events`) must match its model."""
+    if secrets is not None:
+        secrets.keys(secret_ref)  # raises if unknown, or if every secret of it has expired
+    data = validate_event_data(event_type, data)
     event_id = event_id or f"evt_{uuid.uuid4().hex}"
     now = datetime.now(UTC)
-    return DeliveryRequest(
+    request = DeliveryRequest(
         delivery_id=make_delivery_id(endpoint_id, event_id),
         endpoint_id=endpoint_id,
         url=url,
@@ -95,6 +117,9 @@ def build_request(
             retry=retry or RetrySchedule(), dead_letter_on_4xx=dead_letter_on_4xx
         ),
     )
+    if require_https and urlsplit(request.url).scheme.lower() != "https":
+        raise ValueError("url must use https (WEBHOOKS_REQUIRE_HTTPS is on)")
+    return request
 
 
 class WebhookPublisher:
@@ -106,14 +131,17 @@ class WebhookPublisher:
         *,
         task_queue: str = "webhooks",
         secrets: FileSecretStore | None = None,
+        require_https: bool = False,
     ) -> None:
         self._client = client
         self._task_queue = task_queue
         self._secrets = secrets
+        self._require_https = require_https
 
     async def publish(self, **event: Any) -> str:
         """Validate, then start the delivery; returns its delivery id (the workflow id)."""
-        return await self.start(build_request(secrets=self._secrets, **event))
+        request = build_request(secrets=self._secrets, require_https=self._require_https, **event)
+        return await self.start(request)
 
     async def start(self, request: DeliveryRequest) -> str:
         """Start (or find) the delivery of an already-built request."""
