@@ -43,6 +43,8 @@ log = logging.getLogger(__name__)
 
 CIRCUIT_WORKFLOW = "EndpointCircuit"
 PROBE_POLL_SECONDS = 1.0
+DISCOVER_EVERY_TICKS = 5
+"""One visibility query per this many flush intervals, whatever the number of endpoints."""
 
 
 def _now() -> datetime:
@@ -223,11 +225,33 @@ class CircuitView:
         except RPCError as err:
             log.warning("circuit report for %s failed: %s", endpoint_id, err.message)
 
+    async def discover(self) -> None:
+        """Learn every circuit that is not closed, with one visibility query.
+
+        So a new worker, or an endpoint an operator disabled while it was healthy, is
+        gated without this worker having to fail against it first.
+        """
+        query = (
+            f"WorkflowType='{CIRCUIT_WORKFLOW}' AND ExecutionStatus='Running' "
+            f"AND {sa.STATUS.name}!='{CircuitPhase.CLOSED.value}'"
+        )
+        async for wf in self._client.list_workflows(query):
+            endpoint_id = wf.typed_search_attributes.get(sa.ENDPOINT_ID)
+            if endpoint_id and endpoint_id not in self._endpoints:
+                entry = self._endpoints[endpoint_id] = _Endpoint(
+                    Circuit(CircuitSnapshot(endpoint_id=endpoint_id), self._config)
+                )
+                await self._refresh(endpoint_id, entry)
+
     async def _flush_forever(self) -> None:
+        ticks = 0
         while True:
             await asyncio.sleep(self._flush_interval)
+            ticks += 1
             try:
                 await self.flush()
+                if ticks % DISCOVER_EVERY_TICKS == 1:
+                    await self.discover()
             except Exception:
                 log.exception("circuit flush failed")
 

@@ -47,6 +47,8 @@ class CircuitConfig(BaseModel):
     probe_lease_seconds: float = Field(default=60, gt=0)
     """A granted probe that reports nothing for this long is assumed lost."""
     disable_after_seconds: float = Field(default=5 * 86400, gt=0)
+    max_history_events: int = Field(default=5_000, ge=100)
+    """The circuit workflow continues-as-new past this many history events."""
 
 
 class Signal(StrEnum):

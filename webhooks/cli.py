@@ -12,6 +12,7 @@ from typing import Annotated
 
 import typer
 
+from webhooks.cli_circuit import circuit_app
 from webhooks.cli_dlq import dlq_app
 from webhooks.client import WebhookPublisher, build_request
 from webhooks.config import Settings
@@ -34,6 +35,7 @@ app = typer.Typer(
     no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False, help=__doc__
 )
 app.add_typer(dlq_app, name="dlq")
+app.add_typer(circuit_app, name="circuit")
 
 
 @app.command()

@@ -27,9 +27,6 @@ with workflow.unsafe.imports_passed_through():
     )
     from webhooks.models import Gate
 
-MAX_HISTORY_EVENTS = 5_000
-"""Continue-as-new well before Temporal's 10,240-event warning."""
-
 
 @workflow.defn(name="EndpointCircuit")
 class EndpointCircuit:
@@ -58,7 +55,7 @@ class EndpointCircuit:
                     return self._circuit.s
             if (
                 workflow.info().is_continue_as_new_suggested()
-                or workflow.info().get_current_history_length() > MAX_HISTORY_EVENTS
+                or workflow.info().get_current_history_length() > input.config.max_history_events
             ):
                 await workflow.wait_condition(workflow.all_handlers_finished)
                 workflow.continue_as_new(
