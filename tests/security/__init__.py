@@ -3,7 +3,10 @@ history codec and codec server, typed events, and bad input at the edges."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
+
+from temporalio.client import Client, WorkflowExecution
 
 from webhooks.models import RetrySchedule
 
@@ -19,3 +22,13 @@ def fast(*seconds: float) -> RetrySchedule:
 def unique(prefix: str) -> str:
     """Ids unique per test: the dev server is shared by the whole session."""
     return f"{prefix}_{uuid.uuid4().hex[:10]}"
+
+
+async def listed(client: Client, query: str) -> list[WorkflowExecution]:
+    """Workflows matching a visibility query, polled until one is indexed (visibility lags)."""
+    async with asyncio.timeout(BOUND_SECONDS):
+        while True:
+            found = [wf async for wf in client.list_workflows(query)]
+            if found:
+                return found
+            await asyncio.sleep(0.1)
