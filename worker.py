@@ -10,12 +10,19 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+from temporalio.api.enums.v1 import IndexedValueType
+from temporalio.api.operatorservice.v1 import (
+    AddSearchAttributesRequest,
+    ListSearchAttributesRequest,
+)
 from temporalio.client import Client
+from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import Worker
 
 from activities.circuit_view import CircuitActivities, CircuitView
 from activities.guard import DestinationPolicy
 from activities.send import SendActivities, new_http_client
+from webhooks import search_attributes as sa
 from webhooks.config import Settings
 from workflows.circuit import EndpointCircuit
 from workflows.dead_letter import DeadLetter
@@ -24,9 +31,44 @@ from workflows.delivery import WebhookDelivery
 log = logging.getLogger("webhooks.worker")
 
 
+async def ensure_search_attributes(client: Client) -> None:
+    """Register missing search attributes, or refuse to start.
+
+    Without them every status upsert would fail its workflow task, and each retry of that
+    task would send the webhook again: a duplicate storm instead of a clear error.
+    """
+    namespace = client.namespace
+    try:
+        listed = await client.operator_service.list_search_attributes(
+            ListSearchAttributesRequest(namespace=namespace)
+        )
+    except RPCError as err:
+        if err.status == RPCStatusCode.UNIMPLEMENTED:
+            return  # The time-skipping test server; its tests register them directly.
+        raise
+    missing = {
+        key.name: IndexedValueType.ValueType(key.indexed_value_type.value)
+        for key in sa.ALL
+        if key.name not in listed.custom_attributes
+    }
+    if not missing:
+        return
+    try:
+        await client.operator_service.add_search_attributes(
+            AddSearchAttributesRequest(search_attributes=missing, namespace=namespace)
+        )
+        log.info("registered search attributes %s", ", ".join(missing))
+    except RPCError as err:
+        raise RuntimeError(
+            f"search attributes {', '.join(missing)} are not registered in namespace "
+            f"{namespace!r} and could not be added ({err.message}); see docs/deploy.md"
+        ) from None
+
+
 @asynccontextmanager
 async def running_worker(client: Client, settings: Settings) -> AsyncIterator[Worker]:
     """Run a worker (with its shared HTTP client and circuit view) for the block's duration."""
+    await ensure_search_attributes(client)
     async with (
         new_http_client(
             connect_timeout=settings.connect_timeout_seconds,

@@ -1,0 +1,40 @@
+"""A worker on a namespace without our search attributes registers them before polling,
+instead of failing (and re-sending) every workflow task."""
+
+from __future__ import annotations
+
+from temporalio.api.operatorservice.v1 import ListSearchAttributesRequest
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+
+from tests.conftest import BIN
+from webhooks import search_attributes as sa
+from webhooks.client import WebhookPublisher
+from webhooks.config import Settings
+from webhooks.models import DeliveryResult, DeliveryState
+from webhooks.receiver import Receiver
+from worker import ensure_search_attributes, running_worker
+
+
+async def test_worker_registers_missing_search_attributes(settings: Settings) -> None:
+    async with await WorkflowEnvironment.start_local(
+        dev_server_existing_path=str(BIN / "temporal"),
+        data_converter=pydantic_data_converter,
+    ) as bare:
+        client = bare.client
+        request = ListSearchAttributesRequest(namespace=client.namespace)
+        before = await client.operator_service.list_search_attributes(request)
+        assert not {k.name for k in sa.ALL} & set(before.custom_attributes)
+
+        async with running_worker(client, settings), Receiver() as rx:
+            after = await client.operator_service.list_search_attributes(request)
+            assert {k.name for k in sa.ALL} <= set(after.custom_attributes)
+            publisher = WebhookPublisher(client, task_queue=settings.task_queue)
+            delivery_id = await publisher.publish(
+                endpoint_id="ep_setup", url=rx.url, event_type="test.setup", data={}
+            )
+            handle = client.get_workflow_handle(delivery_id, result_type=DeliveryResult)
+            assert (await handle.result()).state is DeliveryState.DELIVERED
+        # Idempotent: a second worker finds them all and changes nothing.
+        await ensure_search_attributes(client)
+        assert len(rx.requests) == 1
