@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from pydantic import ValidationError
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 
@@ -28,7 +29,9 @@ with workflow.unsafe.imports_passed_through():
     from webhooks.models import Gate
 
 
-@workflow.defn(name="EndpointCircuit")
+# A malformed input (say, from a non-Python publisher) fails the workflow with the
+# validation error instead of failing its workflow task forever.
+@workflow.defn(name="EndpointCircuit", failure_exception_types=[ValidationError])
 class EndpointCircuit:
     @workflow.init
     def __init__(self, input: CircuitInput) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from pydantic import ValidationError
 from temporalio import workflow
 from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
@@ -28,7 +29,9 @@ with workflow.unsafe.imports_passed_through():
 START_RETRY_INTERVAL = timedelta(seconds=1)
 
 
-@workflow.defn(name="DeadLetter")
+# A malformed input (say, from a non-Python publisher) fails the workflow with the
+# validation error instead of failing its workflow task forever.
+@workflow.defn(name="DeadLetter", failure_exception_types=[ValidationError])
 class DeadLetter:
     @workflow.init
     def __init__(self, entry: DeadLetterEntry) -> None:

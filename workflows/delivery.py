@@ -17,6 +17,7 @@ import contextlib
 from datetime import datetime, timedelta
 from typing import Any
 
+from pydantic import ValidationError
 from temporalio import workflow
 from temporalio.common import (
     RetryPolicy,
@@ -53,7 +54,9 @@ SEND_TIMEOUT = timedelta(seconds=60)
 """Backstop only: the activity enforces the worker's own (shorter) total HTTP timeout."""
 
 
-@workflow.defn(name="WebhookDelivery")
+# A malformed input (say, from a non-Python publisher) fails the workflow with the
+# validation error instead of failing its workflow task forever.
+@workflow.defn(name="WebhookDelivery", failure_exception_types=[ValidationError])
 class WebhookDelivery:
     @workflow.init
     def __init__(self, request: DeliveryRequest) -> None:
