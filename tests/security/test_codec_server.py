@@ -154,12 +154,14 @@ async def test_a_payload_under_an_unknown_key_is_a_clear_422(http: httpx.AsyncCl
     assert response.json() == {"error": "payload encrypted with key 'k9', which is not loaded"}
 
 
-async def raw(server: CodecServer, data: bytes) -> bytes:
-    """Send raw bytes, read until the server closes."""
+async def raw(server: CodecServer, data: bytes, *, eof: bool = False) -> bytes:
+    """Send raw bytes (then hang up our side if `eof`), read until the server closes."""
     host, port = server.url.removeprefix("http://").split(":")
     reader, writer = await asyncio.open_connection(host, int(port))
     writer.write(data)
     await writer.drain()
+    if eof:
+        writer.write_eof()
     async with asyncio.timeout(BOUND_SECONDS):
         answer = await reader.read()
     writer.close()
@@ -196,7 +198,9 @@ async def test_connection_close_and_silent_or_vanishing_clients(server: CodecSer
     # A client that says nothing is dropped after the read timeout; one that vanishes
     # mid-body is simply forgotten. Neither takes the server down.
     assert await raw(server, b"") == b""
-    assert await raw(server, b"POST /decode HTTP/1.1\r\ncontent-length: 10\r\n\r\n{") == b""
+    assert await raw(server, b"POST /decode HTT", eof=True) == b""
+    vanishing = b"POST /decode HTTP/1.1\r\ncontent-length: 10\r\n\r\n{"
+    assert await raw(server, vanishing, eof=True) == b""
     async with httpx.AsyncClient(base_url=server.url, trust_env=False) as http:
         assert (await http.post("/decode", json={"payloads": []}, headers=BEARER)).is_success
 
