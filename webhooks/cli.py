@@ -168,11 +168,25 @@ def dev(
     ] = Path(".webhooks"),
     port: Annotated[int, typer.Option(help="Temporal gRPC port.")] = 7233,
     ui_port: Annotated[int, typer.Option(help="Temporal Web UI port.")] = 8233,
+    encrypt: Annotated[
+        bool, typer.Option(help="Encrypt history with a generated local key; UI decodes it.")
+    ] = False,
+    codec_port: Annotated[int, typer.Option(help="Codec server port (with --encrypt).")] = 8081,
 ) -> None:
     """Run the Temporal dev server (SQLite, Web UI) and a worker; Ctrl-C stops both."""
     from webhooks.demo import run_dev
 
-    run(run_dev(state_dir=state_dir, port=port, ui_port=ui_port, demo=demo, console=out))
+    run(
+        run_dev(
+            state_dir=state_dir,
+            port=port,
+            ui_port=ui_port,
+            demo=demo,
+            console=out,
+            encrypt=encrypt,
+            codec_port=codec_port,
+        )
+    )
 
 
 @app.command("codec-server")

@@ -9,14 +9,18 @@ from __future__ import annotations
 
 import asyncio
 import os
+from contextlib import AsyncExitStack
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 
 from webhooks.client import WebhookPublisher, connect
+from webhooks.codec import EncryptionCodec
+from webhooks.codec_server import CodecServer
 from webhooks.config import Settings
-from webhooks.devserver import dev_server, ensure_dev_secrets
+from webhooks.devserver import dev_server, ensure_dev_codec, ensure_dev_secrets
 from webhooks.models import RetrySchedule
 from webhooks.receiver import Behavior, Drop, ReceivedRequest, Receiver, Respond, scripted
 from webhooks.secrets import FileSecretStore
@@ -39,18 +43,43 @@ def signature_ok(store: FileSecretStore, request: ReceivedRequest) -> bool:
 
 
 async def run_dev(
-    *, state_dir: Path, port: int, ui_port: int, demo: bool, console: Console
+    *,
+    state_dir: Path,
+    port: int,
+    ui_port: int,
+    demo: bool,
+    console: Console,
+    encrypt: bool = False,
+    codec_port: int = 8081,
 ) -> None:
     from webhooks.console import serve_until_stopped
     from worker import run_worker
 
     secrets_file = Path(os.environ.get("WEBHOOKS_SECRETS_FILE") or ensure_dev_secrets(state_dir))
+    codec: dict[str, Any] = {}
+    ui_codec: list[str] = []
+    codec_server: CodecServer | None = None
+    if encrypt:
+        # A generated local key, and the UI pointed at a local codec server holding it.
+        keys_file, token = ensure_dev_codec(state_dir)
+        codec = {"codec_keys": None, "codec_keys_file": keys_file, "codec_server_token": token}
+        ui_codec = ["--ui-codec-endpoint", f"http://127.0.0.1:{codec_port}/{token}"]
+        codec_server = CodecServer(
+            EncryptionCodec.from_text(keys_file.read_text(), str(keys_file)),
+            token,
+            port=codec_port,
+            origins=(f"http://localhost:{ui_port}", f"http://127.0.0.1:{ui_port}"),
+        )
     settings = Settings(
         temporal_address=f"127.0.0.1:{port}",
         secrets_file=secrets_file,
         allow_private_destinations=True,
+        **codec,
     )
-    async with dev_server(state_dir, port=port, ui_port=ui_port) as address:
+    async with (
+        dev_server(state_dir, port=port, ui_port=ui_port, extra=ui_codec) as address,
+        AsyncExitStack() as stack,
+    ):
         client = await connect(settings)
         console.print(
             f"Temporal dev server on [bold]{address}[/] (SQLite {state_dir / 'temporal.db'})\n"
@@ -58,6 +87,14 @@ async def run_dev(
             f"worker on task queue {settings.task_queue!r}; Ctrl-C stops everything",
             highlight=False,
         )
+        if codec_server is not None:
+            await stack.enter_async_context(codec_server)
+            console.print(
+                f"history encrypted (key file {settings.codec_keys_file}); the Web UI decodes "
+                f"through the codec server on {codec_server.url}\n"
+                f"other shells need: export WEBHOOKS_CODEC_KEYS_FILE={settings.codec_keys_file}",
+                highlight=False,
+            )
 
         async def serve(stop: asyncio.Event) -> None:
             worker = asyncio.create_task(run_worker(client, settings, stop))
@@ -97,7 +134,14 @@ async def _demo(
             endpoint_id="ep_demo",
             url=receiver.url + "/webhooks",
             event_type="stream.settled",
-            data={"stream_id": "str_demo", "amount": "12.50", "currency": "EUR"},
+            data={
+                "stream_id": "str_demo",
+                "settlement_id": "set_" + event_id.removeprefix("evt_"),
+                "amount": "12.50",
+                "currency": "EUR",
+                "status": "settled",
+                "settled_at": datetime.now(UTC),
+            },
             event_id=event_id,
             retry=DEMO_SCHEDULE,
         )

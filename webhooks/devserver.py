@@ -46,6 +46,20 @@ def ensure_dev_secrets(state_dir: Path) -> Path:
     return path
 
 
+def ensure_dev_codec(state_dir: Path) -> tuple[Path, str]:
+    """A local history key (`codec-keys`) and codec server token (`codec-token`), created
+    once and kept, so the encrypted history stays readable across restarts."""
+    from webhooks.codec import generate_key
+
+    state_dir.mkdir(parents=True, exist_ok=True)
+    keys, token = state_dir / "codec-keys", state_dir / "codec-token"
+    for path, content in ((keys, f"local:{generate_key()}"), (token, secrets.token_urlsafe(24))):
+        if not path.exists():
+            path.write_text(content + "\n")
+            path.chmod(0o600)
+    return keys, token.read_text().strip()
+
+
 def dev_server_command(
     state_dir: Path, *, port: int, ui_port: int, extra: list[str] | None = None
 ) -> list[str]:
