@@ -156,7 +156,7 @@ class Circuit:
         if s.phase is CircuitPhase.DISABLED:
             return
         if s.failing_since and now - s.failing_since >= timedelta(seconds=c.disable_after_seconds):
-            self.disable(f"failing continuously for {c.disable_after_seconds / 86400:g} days")
+            self.disable(f"failing continuously for {_duration(c.disable_after_seconds)}")
             return
         if s.phase is CircuitPhase.CLOSED and self._should_trip():
             self._open(now)
@@ -175,9 +175,9 @@ class Circuit:
         return Gate(allow=True, probe=True)
 
     def reset(self) -> None:
+        """Close and forget every failure; a disabled endpoint is enabled again too."""
         self._close()
-        self.s.buckets = []
-        self.s.failing_since = None
+        self.s.disabled_reason = None
 
     def disable(self, reason: str) -> None:
         self.s.phase = CircuitPhase.DISABLED
@@ -186,7 +186,6 @@ class Circuit:
         self.s.probe_lease_until = None
 
     def enable(self) -> None:
-        self.s.disabled_reason = None
         self.reset()
 
     # -- outputs ------------------------------------------------------------------------
@@ -257,8 +256,17 @@ class Circuit:
         s.next_probe_at = None
         s.probe_lease_until = None
         s.consecutive_failures = 0
-        # Forget the failures that opened it; otherwise it would trip again at once.
+        # Forget the failures that opened it; otherwise it would trip again at once. A
+        # closed circuit is not failing (a probe may succeed with a 4xx: no success counted).
         s.buckets = []
+        s.failing_since = None
+
+
+def _duration(seconds: float) -> str:
+    for unit, size in (("days", 86400), ("hours", 3600), ("minutes", 60)):
+        if seconds >= size:
+            return f"{seconds / size:g} {unit}"
+    return f"{seconds:g} seconds"
 
 
 class CircuitInput(BaseModel):
