@@ -189,10 +189,11 @@ def _act(
     as_json: bool,
 ) -> None:
     """One dead letter by id, or every open one that matches the filters, rate-limited."""
-    if dead_letter_id is None and where == DeadLetterFilter():
-        raise CliError("name a dead letter id, or at least one filter such as --endpoint")
 
     async def main() -> tuple[list[str], BulkSummary | None]:
+        # Inside `run` so that it prints as a usage error (exit 2), not a traceback.
+        if dead_letter_id is None and where == DeadLetterFilter():
+            raise CliError("name a dead letter id, or at least one filter such as --endpoint")
         client = await temporal_client(Settings())
         ids = await _targets(client, dead_letter_id, where)
         if dry_run:

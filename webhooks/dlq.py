@@ -86,7 +86,9 @@ async def list_dead_letters(
 
 
 def count_by_reason(rows: list[DeadLetterRow]) -> dict[str, int]:
-    return dict(Counter(row.reason or "unknown" for row in rows).most_common())
+    """Most frequent reason first; ties by name, so the output is stable."""
+    counts = Counter(row.reason or "unknown" for row in rows)
+    return dict(sorted(counts.items(), key=lambda item: (-item[1], item[0])))
 
 
 async def count_open_by_reason(client: Client, where: DeadLetterFilter) -> dict[str, int]:

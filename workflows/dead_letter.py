@@ -27,6 +27,8 @@ with workflow.unsafe.imports_passed_through():
     )
 
 START_RETRY_INTERVAL = timedelta(seconds=1)
+START_RETRY_MAX_INTERVAL = timedelta(minutes=5)
+"""Backoff while the delivery id is still taken, so a long wait adds few history events."""
 
 
 # A malformed input (say, from a non-Python publisher) fails the workflow with the
@@ -96,6 +98,7 @@ class DeadLetter:
                 "options": options,
             }
         )
+        wait = START_RETRY_INTERVAL
         while True:
             try:
                 handle = await workflow.start_child_workflow(
@@ -114,8 +117,10 @@ class DeadLetter:
                 )
                 break
             except WorkflowAlreadyStartedError:
-                # The run that dead-lettered us has not closed yet (it is about to).
-                await workflow.sleep(START_RETRY_INTERVAL)
+                # A run of this delivery id is still open: normally the one that dead-lettered
+                # us (about to close), but it could be one that runs for days.
+                await workflow.sleep(wait)
+                wait = min(wait * 2, START_RETRY_MAX_INTERVAL)
         view = self._close(DeadLetterState.REDELIVERED, ask.requested_by, None)
         self._view = view.model_copy(
             update={"redelivery_id": handle.id, "redelivery_run_id": handle.first_execution_run_id}
