@@ -29,7 +29,7 @@ from webhooks.console import (
     temporal_client,
     when,
 )
-from webhooks.models import Attempt, DeliveryStatus, RetrySchedule
+from webhooks.models import Attempt, DeliveryRequest, DeliveryStatus, RetrySchedule
 
 app = typer.Typer(
     no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False, help=__doc__
@@ -212,6 +212,12 @@ def codec_server(
         )
 
     run(main())
+
+
+@app.command()
+def schema() -> None:
+    """Print the JSON schema of the `WebhookDelivery` input (for non-Python publishers)."""
+    print(json.dumps(DeliveryRequest.model_json_schema(), indent=2))
 
 
 def main() -> None:

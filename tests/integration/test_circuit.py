@@ -135,7 +135,9 @@ async def test_dead_endpoint_is_cut_off_and_recovers(
         handle = client.get_workflow_handle(circuit_id("ep_dead"))
         desc = await handle.describe()
         history = [e async for e in handle.fetch_history_events()]
-        signals = sum(1 for e in history if e.HasField("workflow_execution_signaled_event_attributes"))
+        signals = sum(
+            1 for e in history if e.HasField("workflow_execution_signaled_event_attributes")
+        )
         elapsed = time.monotonic() - started
         print(
             f"circuit workflow received {signals} signals over {elapsed:.1f} s "
