@@ -13,6 +13,7 @@ starts nothing, while the first delivery runs and for the namespace's retention 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import uuid
 from datetime import UTC, datetime
@@ -30,6 +31,7 @@ from temporalio.common import (
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.converter import DataConverter, DefaultFailureConverterWithEncodedAttributes
 from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 
 from webhooks import search_attributes as sa
 from webhooks.codec import codec_from_settings
@@ -61,7 +63,16 @@ async def connect(settings: Settings) -> Client:
         settings.temporal_address,
         namespace=settings.temporal_namespace,
         data_converter=data_converter(settings),
+        runtime=metrics_runtime(settings.metrics_bind_address),
     )
+
+
+@functools.cache
+def metrics_runtime(bind_address: str | None) -> Runtime | None:
+    """One runtime per process serving Prometheus metrics (SDK and product counters)."""
+    if not bind_address:
+        return None
+    return Runtime(telemetry=TelemetryConfig(metrics=PrometheusConfig(bind_address=bind_address)))
 
 
 def event_body(event_id: str, event_type: str, timestamp: datetime, data: Any) -> str:

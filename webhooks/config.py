@@ -45,6 +45,8 @@ class Settings(BaseSettings):
     response_excerpt_bytes: int = Field(default=1024, ge=0, le=65536)
     """How much of a response body an attempt records; 0 records none."""
     max_connections: int = Field(default=200, ge=1)
+    metrics_bind_address: str | None = None
+    """Serve Prometheus metrics on this `host:port` (e.g. `0.0.0.0:9464`)."""
     circuit_enabled: bool = True
     circuit: CircuitConfig = CircuitConfig()
     """Per-endpoint circuit breaker, e.g. `WEBHOOKS_CIRCUIT__COOLDOWN_SECONDS=60`."""
