@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, nullcontext
 
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import (
@@ -75,14 +75,18 @@ async def running_worker(client: Client, settings: Settings) -> AsyncIterator[Wo
             max_connections=settings.max_connections,
             destinations=DestinationPolicy.from_settings(settings),
         ) as http,
-        CircuitView(client, task_queue=settings.task_queue, config=settings.circuit) as view,
+        (
+            CircuitView(client, task_queue=settings.task_queue, config=settings.circuit)
+            if settings.circuit_enabled
+            else nullcontext()
+        ) as view,
     ):
         sender = SendActivities(
             http,
             settings.secret_store(),
             timeout_seconds=settings.http_timeout_seconds,
             excerpt_bytes=settings.response_excerpt_bytes,
-            circuit=view if settings.circuit_enabled else None,
+            circuit=view,
         )
         worker = Worker(
             client,

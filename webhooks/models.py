@@ -96,6 +96,8 @@ class DeliveryOptions(_Model):
     retry: RetrySchedule = RetrySchedule()
     dead_letter_on_4xx: bool = False
     """Dead-letter at once on a 4xx other than 408/425/429 instead of retrying it."""
+    dead_letter_retention_seconds: float = Field(default=30 * 86400, gt=0)
+    """An unattended dead letter closes as `expired` after this long."""
 
 
 class DeliveryRequest(_Model):

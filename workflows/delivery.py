@@ -25,7 +25,7 @@ from temporalio.common import (
     SearchAttributeUpdate,
     TypedSearchAttributes,
 )
-from temporalio.exceptions import ActivityError
+from temporalio.exceptions import ActivityError, WorkflowAlreadyStartedError
 
 with workflow.unsafe.imports_passed_through():
     from activities.send import SendActivities
@@ -235,6 +235,19 @@ class WebhookDelivery:
         self._dead_letter_reason = reason
         request = self._request
         child_id = dead_letter_id(request.delivery_id, request.generation)
+        try:
+            await self._start_dead_letter(child_id, reason, detail)
+        except WorkflowAlreadyStartedError:
+            # An earlier run's dead letter is still open under that id (a republish after
+            # the namespace retention forgot the delivery): park this one beside it.
+            child_id = f"{child_id}-{workflow.info().run_id}"
+            await self._start_dead_letter(child_id, reason, detail)
+        return self._finish(DeliveryState.DEAD_LETTERED, child_id)
+
+    async def _start_dead_letter(
+        self, child_id: str, reason: DeadLetterReason, detail: str | None
+    ) -> None:
+        request = self._request
         await workflow.start_child_workflow(
             DeadLetter.run,
             DeadLetterEntry(
@@ -244,6 +257,7 @@ class WebhookDelivery:
                 reason=reason,
                 dead_lettered_at=workflow.now(),
                 detail=detail,
+                retention_seconds=request.options.dead_letter_retention_seconds,
             ),
             id=child_id,
             parent_close_policy=workflow.ParentClosePolicy.ABANDON,
@@ -257,4 +271,3 @@ class WebhookDelivery:
                 ]
             ),
         )
-        return self._finish(DeliveryState.DEAD_LETTERED, child_id)
