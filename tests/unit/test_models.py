@@ -81,7 +81,8 @@ def test_good_urls(url: str) -> None:
         ("https:///path-only", "URL has no host"),
         ("https://user:pass@example.com/", "must not carry credentials"),
         ("https://token@example.com/", "must not carry credentials"),
-        ("not a url", "scheme must be http or https, not 'missing'"),
+        ("not a url", "URL must not contain whitespace"),
+        ("notaurl", "scheme must be http or https, not 'missing'"),
         ("//example.com/x", "not 'missing'"),
         ("", "not 'missing'"),
         ("http://[::1", "not a valid URL"),
@@ -292,7 +293,7 @@ def test_build_request(store: FileSecretStore) -> None:
     req = build_request(
         endpoint_id="ep_1",
         url="https://example.com/hook",
-        event_type="stream.settled",
+        event_type="test.event",
         data={"amount": "1.00"},
         event_id="evt_42",
         secret_ref="partner",
@@ -305,7 +306,7 @@ def test_build_request(store: FileSecretStore) -> None:
     assert req.event_id == "evt_42"
     assert req.secret_ref == "partner"
     assert req.options == DeliveryOptions(retry=retry, dead_letter_on_4xx=True)
-    assert req.body == event_body("evt_42", "stream.settled", T0, {"amount": "1.00"})
+    assert req.body == event_body("evt_42", "test.event", T0, {"amount": "1.00"})
     assert req.published_at.tzinfo is not None
 
 
