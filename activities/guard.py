@@ -145,11 +145,10 @@ class DestinationPolicy:
             candidates.append(embedded[0])
         return any(a in net for a in candidates for net in self.allowed_networks)
 
-    def check_scheme(self, url: str | httpx.URL) -> None:
+    def check_scheme(self, url: httpx.URL) -> None:
         """Raise BlockedDestinationError for http:// while https is required."""
-        scheme = httpx.URL(url).scheme if isinstance(url, str) else url.scheme
-        if self.require_https and scheme != "https":
-            raise BlockedDestinationError(f"https is required, not {scheme or 'no scheme'}://")
+        if self.require_https and url.scheme != "https":
+            raise BlockedDestinationError(f"https is required, not {url.scheme}://")
 
 
 async def system_resolver(host: str, port: int) -> list[IPAddress]:
@@ -260,10 +259,13 @@ class GuardedTransport(httpx.AsyncHTTPTransport):
         backend: httpcore.AsyncNetworkBackend | None = None,
     ) -> None:
         limits = limits or httpx.Limits()
-        super().__init__(limits=limits, trust_env=False)
+        ssl_context = ssl_context or httpx.create_ssl_context()
+        super().__init__(verify=ssl_context, limits=limits, trust_env=False)
         self.policy = policy
+        # httpx builds its pool without a network backend option: replace it by the same
+        # pool on the guarded backend.
         self._pool = httpcore.AsyncConnectionPool(
-            ssl_context=ssl_context or httpx.create_ssl_context(),
+            ssl_context=ssl_context,
             max_connections=limits.max_connections,
             max_keepalive_connections=limits.max_keepalive_connections,
             keepalive_expiry=limits.keepalive_expiry,
