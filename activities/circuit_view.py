@@ -28,6 +28,7 @@ from temporalio.service import RPCStatusCode
 
 from webhooks import search_attributes as sa
 from webhooks.circuit import (
+    VIEW_LAG_SECONDS,
     Circuit,
     CircuitConfig,
     CircuitInput,
@@ -45,6 +46,11 @@ CIRCUIT_WORKFLOW = "EndpointCircuit"
 PROBE_POLL_SECONDS = 1.0
 DISCOVER_EVERY_TICKS = 5
 """One visibility query per this many flush intervals, whatever the number of endpoints."""
+ASKED_RECENTLY_SECONDS = 10.0
+"""While deliveries asked about a troubled endpoint this recently, its copy is kept fresh.
+
+Longer than a delivery's re-ask after a short wait (PROBE_POLL_SECONDS plus the delivery's
+jitter), so a re-ask always finds a copy it can trust."""
 
 
 def _now() -> datetime:
@@ -59,9 +65,11 @@ class _Endpoint:
     last_failure: float = 0.0
     refreshing: asyncio.Task[None] | None = None
     acquiring: asyncio.Task[None] | None = None
+    asked_at: float = 0.0
     probe_granted: bool = False
     """The circuit granted this worker the probe; the next delivery to ask takes it."""
-    probe_in_flight: bool = False
+    probe_taken_at: float | None = None
+    """When a delivery took the probe; it counts as in flight until reported (or the lease)."""
     probe_denied_until: datetime | None = None
 
 
@@ -82,9 +90,12 @@ class CircuitView:
         self._config = config
         self._flush_interval = flush_interval
         self._refresh_interval = refresh_interval
+        if 2 * refresh_interval >= VIEW_LAG_SECONDS:
+            raise ValueError(f"refresh_interval must be under {VIEW_LAG_SECONDS / 2} s")
         self._endpoints: dict[str, _Endpoint] = {}
         self._flusher: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._reports: set[asyncio.Task[None]] = set()
         self.signals_sent = 0
 
     async def __aenter__(self) -> CircuitView:
@@ -96,6 +107,10 @@ class CircuitView:
         self._flusher.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._flusher
+        # Queries and probe requests: nothing is lost by dropping them (a granted probe's
+        # lease expires), and with the worker gone they could only time out. Reports go.
+        for task in self._tasks - self._reports:
+            task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.flush()
 
@@ -111,30 +126,47 @@ class CircuitView:
         entry = self._endpoints.get(endpoint_id)
         if entry is None:
             return Gate(allow=True)  # Not failed recently: closed, and free.
-        now = _now()
-        stale = time.monotonic() - entry.refreshed_at > self._refresh_interval
-        if stale and entry.refreshing is None:
+        now, mono = _now(), time.monotonic()
+        entry.asked_at = mono
+        age = mono - entry.refreshed_at
+        if age > self._refresh_interval and entry.refreshing is None:
             entry.refreshing = self._background(self._refresh(endpoint_id, entry))
         gate = entry.circuit.gate(now)
+        if gate.disabled and age > 2 * self._refresh_interval:
+            # Dead-lettering on an old copy would undo an operator's `enable`: ask again
+            # once the refresh is in. (Holds need no such care: they end by themselves.)
+            return Gate(allow=False, retry_at=now + timedelta(seconds=PROBE_POLL_SECONDS))
         if not gate.probe:
             return gate
         if entry.probe_granted:
-            entry.probe_granted, entry.probe_in_flight = False, True
+            entry.probe_granted, entry.probe_taken_at = False, mono
             return Gate(allow=True, probe=True)
-        if entry.probe_in_flight or (entry.probe_denied_until and now < entry.probe_denied_until):
+        lease = self._config.probe_lease_seconds
+        in_flight = entry.probe_taken_at is not None and mono - entry.probe_taken_at < lease
+        if in_flight:
+            # Its result closes the circuit (which wakes everyone) or reopens it.
             return Gate(allow=False, retry_at=now + entry.circuit.current_cooldown())
+        if entry.probe_denied_until and now < entry.probe_denied_until:
+            return Gate(allow=False, retry_at=entry.probe_denied_until)
         if entry.acquiring is None:
             entry.acquiring = self._background(self._acquire_probe(endpoint_id, entry))
         # Ask again shortly: by then the grant (or the refusal) is here.
         return Gate(allow=False, retry_at=now + timedelta(seconds=PROBE_POLL_SECONDS))
 
-    def _background(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+    def _background(
+        self, work: Coroutine[Any, Any, None], *, report: bool = False
+    ) -> asyncio.Task[None]:
         task = asyncio.get_running_loop().create_task(work)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        if report:
+            self._reports.add(task)
+            task.add_done_callback(self._reports.discard)
         return task
 
     async def _refresh(self, endpoint_id: str, entry: _Endpoint) -> None:
+        # A copy is as old as the question: the answer reflects everything before it.
+        asked = time.monotonic()
         try:
             handle = self._client.get_workflow_handle(circuit_id(endpoint_id))
             snapshot = await handle.query("state", result_type=CircuitSnapshot)
@@ -148,7 +180,7 @@ class CircuitView:
             if err.status != RPCStatusCode.NOT_FOUND:
                 log.warning("circuit query for %s failed: %s", endpoint_id, err.message)
         finally:
-            entry.refreshed_at = time.monotonic()
+            entry.refreshed_at = asked
             entry.refreshing = None
 
     async def _acquire_probe(self, endpoint_id: str, entry: _Endpoint) -> None:
@@ -158,6 +190,9 @@ class CircuitView:
             if gate.allow and gate.probe:
                 entry.probe_granted = True
             else:
+                if not gate.retry_at:
+                    # Closed or disabled: our copy is out of date; refresh it at the next ask.
+                    entry.refreshed_at = 0.0
                 entry.probe_denied_until = gate.retry_at or _now() + timedelta(
                     seconds=PROBE_POLL_SECONDS
                 )
@@ -192,14 +227,18 @@ class CircuitView:
             failures=int(signal is Signal.FAILURE),
             trailing_failures=int(signal is Signal.FAILURE),
             gone=signal is Signal.GONE,
-            probe_succeeded=(signal is Signal.SUCCESS) if probe else None,
+            # Any answer but a failure proves the endpoint up (a 4xx included).
+            probe_succeeded=(signal is not Signal.FAILURE) if probe else None,
         )
+        before = entry.circuit.s.phase
         entry.circuit.record(single, _now())
+        if entry.circuit.s.phase is not before:
+            entry.refreshed_at = time.monotonic()  # Our own evidence: as fresh as it gets.
         if probe:
-            entry.probe_in_flight = False
-            p.probe_succeeded = signal is Signal.SUCCESS
+            entry.probe_taken_at = None
+            p.probe_succeeded = single.probe_succeeded
             # A probe result changes the circuit for everyone: report it now.
-            self._background(self._flush_one(endpoint_id, entry))
+            self._background(self._flush_one(endpoint_id, entry), report=True)
 
     async def flush(self) -> None:
         for endpoint_id, entry in list(self._endpoints.items()):
@@ -233,15 +272,32 @@ class CircuitView:
         """
         query = (
             f"WorkflowType='{CIRCUIT_WORKFLOW}' AND ExecutionStatus='Running' "
+            f"AND TaskQueue='{self._task_queue}' "
             f"AND {sa.STATUS.name}!='{CircuitPhase.CLOSED.value}'"
         )
         async for wf in self._client.list_workflows(query):
-            endpoint_id = wf.typed_search_attributes.get(sa.ENDPOINT_ID)
+            attributes = wf.typed_search_attributes
+            endpoint_id = attributes.get(sa.ENDPOINT_ID)
             if endpoint_id and endpoint_id not in self._endpoints:
+                # Start from the listed phase; the query (in the background, so that one
+                # slow circuit cannot stall reporting) fills in the rest.
+                phase = CircuitPhase(attributes.get(sa.STATUS) or CircuitPhase.OPEN)
                 entry = self._endpoints[endpoint_id] = _Endpoint(
-                    Circuit(CircuitSnapshot(endpoint_id=endpoint_id), self._config)
+                    Circuit(CircuitSnapshot(endpoint_id=endpoint_id, phase=phase), self._config)
                 )
-                await self._refresh(endpoint_id, entry)
+                entry.refreshing = self._background(self._refresh(endpoint_id, entry))
+
+    def _refresh_asked(self) -> None:
+        """Keep the copies of troubled endpoints that deliveries are asking about fresh."""
+        mono = time.monotonic()
+        for endpoint_id, entry in self._endpoints.items():
+            if (
+                entry.circuit.s.phase is not CircuitPhase.CLOSED
+                and mono - entry.asked_at < ASKED_RECENTLY_SECONDS
+                and mono - entry.refreshed_at > self._refresh_interval
+                and entry.refreshing is None
+            ):
+                entry.refreshing = self._background(self._refresh(endpoint_id, entry))
 
     async def _flush_forever(self) -> None:
         ticks = 0
@@ -250,6 +306,7 @@ class CircuitView:
             ticks += 1
             try:
                 await self.flush()
+                self._refresh_asked()
                 if ticks % DISCOVER_EVERY_TICKS == 1:
                     await self.discover()
             except Exception:
@@ -259,9 +316,16 @@ class CircuitView:
 class CircuitActivities:
     """What the circuit workflow needs from the outside world."""
 
-    def __init__(self, client: Client, *, wake_per_second: float = 50) -> None:
+    def __init__(
+        self,
+        client: Client,
+        *,
+        wake_per_second: float = 50,
+        settle_seconds: float = VIEW_LAG_SECONDS,
+    ) -> None:
         self._client = client
         self._wake_per_second = wake_per_second
+        self._settle_seconds = settle_seconds
 
     @activity.defn(name="wake_deliveries")
     async def wake_deliveries(self, endpoint_id: str) -> int:
@@ -272,8 +336,12 @@ class CircuitActivities:
             f"('{DeliveryState.RETRYING.value}', '{DeliveryState.CIRCUIT_OPEN.value}')"
         )
         woken = 0
-        started = time.monotonic()
+        started = 0.0
         async for wf in self._client.list_workflows(query):
+            if not started:
+                # Let every worker's cached view catch up with the new phase first.
+                await asyncio.sleep(self._settle_seconds)
+                started = time.monotonic()
             delay = started + woken / self._wake_per_second - time.monotonic()
             if delay > 0:
                 await asyncio.sleep(delay)

@@ -23,6 +23,11 @@ from webhooks.models import ErrorKind, Gate, SendResult
 
 BUCKET_SECONDS = 10
 """Failure-rate window granularity."""
+VIEW_LAG_SECONDS = 2.5
+"""How far behind the circuit a worker's cached view may be when it holds or refuses a
+delivery (it trusts a copy for 2 refresh intervals of 1 s). Waking deliveries after a
+change, and the CLI after `enable`/`reset`, wait this long so that the change has reached
+every worker."""
 
 
 class CircuitPhase(StrEnum):

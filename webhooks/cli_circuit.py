@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import getpass
 from typing import Annotated
 
@@ -10,7 +11,7 @@ from rich.table import Table
 from temporalio.client import RPCError
 from temporalio.service import RPCStatusCode
 
-from webhooks.circuit import CircuitInput, CircuitSnapshot, OperatorRequest
+from webhooks.circuit import VIEW_LAG_SECONDS, CircuitInput, CircuitSnapshot, OperatorRequest
 from webhooks.config import Settings
 from webhooks.console import CliError, JsonFlag, out, print_json, run, temporal_client, when
 from webhooks.ids import circuit_id
@@ -91,6 +92,9 @@ def _signal(
             if err.status == RPCStatusCode.NOT_FOUND:
                 raise CliError(f"endpoint {endpoint_id!r} has no circuit: it is closed") from None
             raise
+        # Workers' cached views may lag this long: once we return, every worker lets
+        # deliveries through (so `enable && webhooks dlq redeliver ...` is safe).
+        await asyncio.sleep(VIEW_LAG_SECONDS)
 
     run(main())
     if as_json:

@@ -1,0 +1,433 @@
+"""Operating the endpoint circuit on a real dev server with real HTTP: auto-disable and
+`enable`, 410 Gone, an operator disabling a healthy endpoint, the CLI, continue-as-new
+and the search attribute operators find circuits by."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from temporalio.client import Client, RPCError, WorkflowHandle
+from temporalio.service import RPCStatusCode
+from typer.testing import CliRunner, Result
+
+from tests.integration import BOUND_SECONDS, eventually, unique
+from webhooks import search_attributes as sa
+from webhooks.circuit import (
+    CircuitConfig,
+    CircuitInput,
+    CircuitPhase,
+    CircuitSnapshot,
+    OperatorRequest,
+    OutcomeReport,
+)
+from webhooks.cli import app
+from webhooks.client import WebhookPublisher
+from webhooks.config import Settings
+from webhooks.ids import circuit_id
+from webhooks.models import DeadLetterReason, DeliveryResult, DeliveryState, RetrySchedule
+from webhooks.receiver import ReceivedRequest, Receiver, Respond
+from worker import running_worker
+
+EVENT = "test.circuit_ops"
+CONFIG = CircuitConfig(
+    cooldown_seconds=0.5,
+    max_cooldown_seconds=1,
+    min_requests=5,
+    consecutive_failures=5,
+)
+RETRY = RetrySchedule(
+    schedule_seconds=[0, 0.5, 1], max_attempts=100, jitter=0, throttled_min_seconds=0
+)
+"""Keeps retrying (every second) for far longer than any of these tests runs."""
+
+
+class Switch:
+    """The receiver's answer, which a test flips; remembers what it answered 2xx to."""
+
+    def __init__(self, status: int) -> None:
+        self.status = status
+        self.ok: set[str] = set()
+
+    def __call__(self, request: ReceivedRequest) -> Respond:
+        if 200 <= self.status < 300:
+            self.ok.add(request.headers["webhook-id"])
+        return Respond(self.status)
+
+
+class Cli:
+    """`webhooks ...` in-process, in a thread (it runs its own event loop) while this
+    test's loop keeps serving the worker."""
+
+    def __init__(self, client: Client, settings: Settings) -> None:
+        self.env = {
+            "TEMPORAL_ADDRESS": client.service_client.config.target_host,
+            "TEMPORAL_NAMESPACE": client.namespace,
+            "WEBHOOKS_TASK_QUEUE": settings.task_queue,
+            "COLUMNS": "200",
+        }
+        self.runner = CliRunner()
+
+    async def __call__(self, *args: str) -> Result:
+        return await asyncio.to_thread(self.runner.invoke, app, list(args), env=self.env)
+
+    async def json(self, *args: str) -> Any:
+        result = await self(*args, "--json")
+        assert result.exit_code == 0, result.output
+        return json.loads(result.stdout)
+
+
+def circuit_settings(settings: Settings, config: CircuitConfig = CONFIG) -> Settings:
+    return settings.model_copy(update={"circuit_enabled": True, "circuit": config})
+
+
+@pytest.fixture
+async def circuit_worker(client: Client, settings: Settings) -> AsyncIterator[None]:
+    async with running_worker(client, circuit_settings(settings)):
+        yield
+
+
+@pytest.fixture
+def cli(client: Client, settings: Settings) -> Cli:
+    return Cli(client, settings)
+
+
+async def publish(publisher: WebhookPublisher, endpoint: str, url: str, n: int) -> list[str]:
+    return list(
+        await asyncio.gather(
+            *(
+                publisher.publish(
+                    endpoint_id=endpoint,
+                    url=url,
+                    event_type=EVENT,
+                    data={"i": i},
+                    event_id=unique("evt"),
+                    retry=RETRY,
+                )
+                for i in range(n)
+            )
+        )
+    )
+
+
+async def results(client: Client, ids: list[str]) -> list[DeliveryResult]:
+    """The latest run's result of each delivery."""
+
+    async def one(delivery_id: str) -> DeliveryResult:
+        handle = client.get_workflow_handle(delivery_id, result_type=DeliveryResult)
+        result: DeliveryResult = await handle.result()
+        return result
+
+    return await asyncio.wait_for(asyncio.gather(*(one(d) for d in ids)), BOUND_SECONDS)
+
+
+async def state(client: Client, endpoint: str) -> CircuitSnapshot | None:
+    """The circuit's `state` query; None while it has no circuit workflow."""
+    handle = client.get_workflow_handle(circuit_id(endpoint))
+    try:
+        snapshot: CircuitSnapshot = await handle.query("state", result_type=CircuitSnapshot)
+    except RPCError as err:
+        if err.status == RPCStatusCode.NOT_FOUND:
+            return None
+        raise
+    return snapshot
+
+
+async def phase_becomes(client: Client, endpoint: str, phase: CircuitPhase) -> CircuitSnapshot:
+    snapshot = await eventually(
+        lambda: state(client, endpoint),
+        lambda s: s is not None and s.phase is phase,
+        interval=0.05,
+    )
+    assert snapshot is not None
+    return snapshot
+
+
+async def dead_letter_count(client: Client, endpoint: str, reason: DeadLetterReason) -> int:
+    query = (
+        f"WorkflowType='DeadLetter' AND {sa.ENDPOINT_ID.name}='{endpoint}' "
+        f"AND {sa.DEAD_LETTER_REASON.name}='{reason.value}'"
+    )
+    return (await client.count_workflows(query)).count
+
+
+# --- auto-disable, enable, redelivery ------------------------------------------------------
+
+
+async def test_a_dead_endpoint_is_disabled_and_enable_plus_redelivery_delivers_everything(
+    client: Client, settings: Settings, cli: Cli
+) -> None:
+    endpoint = unique("ep_dead")
+    config = CONFIG.model_copy(update={"disable_after_seconds": 3})
+    publisher = WebhookPublisher(client, task_queue=settings.task_queue)
+    switch = Switch(500)
+    async with (
+        running_worker(client, circuit_settings(settings, config)),
+        Receiver(switch) as rx,
+    ):
+        waiting = await publish(publisher, endpoint, rx.url, 20)
+        disabled = await phase_becomes(client, endpoint, CircuitPhase.DISABLED)
+        at_disable = len(rx.requests)
+        assert disabled.disabled_reason == "failing continuously for 3 seconds"
+        assert disabled.failing_since is not None
+
+        # Every waiting delivery goes to the dead-letter queue, unsent.
+        for result in await results(client, waiting):
+            assert result.state is DeliveryState.DEAD_LETTERED
+            assert result.dead_letter_reason is DeadLetterReason.ENDPOINT_DISABLED
+        # At most a probe granted just before the disable may still have gone out.
+        assert len(rx.requests) - at_disable <= 1
+        after_waiting = len(rx.requests)
+
+        # New deliveries too, without a single request.
+        new = await publish(publisher, endpoint, rx.url, 5)
+        for result in await results(client, new):
+            assert result.state is DeliveryState.DEAD_LETTERED
+            assert result.dead_letter_reason is DeadLetterReason.ENDPOINT_DISABLED
+            assert result.attempts == 0
+        assert len(rx.requests) == after_waiting
+        # Nothing dropped: one dead letter per delivery.
+        await eventually(
+            lambda: dead_letter_count(client, endpoint, DeadLetterReason.ENDPOINT_DISABLED),
+            lambda n: n == 25,
+        )
+        shown = await cli.json("circuit", "show", endpoint)
+        assert shown["phase"] == "disabled"
+        assert shown["disabled_reason"] == "failing continuously for 3 seconds"
+
+        # The customer fixed it; an operator enables the endpoint and redelivers.
+        switch.status = 200
+        enabled = await cli.json("circuit", "enable", endpoint, "--by", "ops")
+        assert enabled == {"endpoint_id": endpoint, "signalled": "enable"}
+        snapshot = await phase_becomes(client, endpoint, CircuitPhase.CLOSED)
+        assert snapshot.disabled_reason is None
+        redelivered = await cli.json(
+            "dlq",
+            "redeliver",
+            "--endpoint",
+            endpoint,
+            "--reason",
+            "endpoint_disabled",
+            "--rate",
+            "100",
+        )
+        assert len(redelivered["signalled"]) == 25
+        everything = set(waiting + new)
+        await eventually(lambda: asyncio.sleep(0, switch.ok), lambda ok: ok >= everything)
+        for result in await results(client, [*waiting, *new]):
+            assert result.state is DeliveryState.DELIVERED
+
+
+# --- 410 Gone ------------------------------------------------------------------------------------
+
+
+async def test_410_gone_disables_the_endpoint(
+    client: Client, settings: Settings, circuit_worker: None
+) -> None:
+    endpoint = unique("ep_gone")
+    publisher = WebhookPublisher(client, task_queue=settings.task_queue)
+    async with Receiver(lambda _: Respond(410)) as rx:
+        [gone] = await publish(publisher, endpoint, rx.url, 1)
+        [result] = await results(client, [gone])
+        assert result.state is DeliveryState.DEAD_LETTERED
+        assert result.dead_letter_reason is DeadLetterReason.GONE
+        snapshot = await phase_becomes(client, endpoint, CircuitPhase.DISABLED)
+        assert snapshot.disabled_reason == "endpoint answered 410 Gone"
+
+        # The worker saw the 410 itself: the next delivery is refused at once.
+        [later] = await publish(publisher, endpoint, rx.url, 1)
+        [result] = await results(client, [later])
+        assert result.dead_letter_reason is DeadLetterReason.ENDPOINT_DISABLED
+        assert len(rx.requests) == 1
+
+
+# --- operators ------------------------------------------------------------------------------------
+
+
+async def test_an_operator_disables_a_healthy_endpoint_and_resets_it(
+    client: Client, settings: Settings, circuit_worker: None, cli: Cli
+) -> None:
+    endpoint = unique("ep_ops")
+    publisher = WebhookPublisher(client, task_queue=settings.task_queue)
+    switch = Switch(200)
+    async with Receiver(switch) as rx:
+        [first] = await publish(publisher, endpoint, rx.url, 1)
+        [result] = await results(client, [first])
+        assert result.state is DeliveryState.DELIVERED
+        assert await state(client, endpoint) is None  # healthy: no circuit at all
+
+        shown = await cli.json("circuit", "show", endpoint)
+        assert (shown["phase"], shown["failure_rate"], shown["trips"]) == ("closed", 0.0, 0)
+
+        # Resetting a circuit that does not exist is a clear usage error.
+        missing = await cli("circuit", "reset", endpoint)
+        assert missing.exit_code == 2
+        assert f"endpoint '{endpoint}' has no circuit" in missing.output
+
+        disabled = await cli(
+            "circuit", "disable", endpoint, "--reason", "customer asked", "--by", "alice"
+        )
+        assert disabled.exit_code == 0, disabled.output
+        assert f"signalled disable to the circuit of {endpoint}" in disabled.output
+        shown = await cli.json("circuit", "show", endpoint)
+        assert shown["phase"] == "disabled"
+        assert shown["disabled_reason"] == "customer asked"
+        assert shown["next_probe_at"] is None
+        assert shown["failure_rate"] == 0.0
+        table = await cli("circuit", "show", endpoint)
+        assert table.exit_code == 0
+        assert "customer asked" in table.output
+
+        # This worker never saw the endpoint fail: it learns of the disable by discovery
+        # within a few seconds. Until then deliveries still go (and are delivered).
+        async def next_one() -> DeliveryResult:
+            [delivery] = await publish(publisher, endpoint, rx.url, 1)
+            [result] = await results(client, [delivery])
+            return result
+
+        await eventually(next_one, lambda r: r.state is DeliveryState.DEAD_LETTERED)
+        before = len(rx.requests)
+        refused = await results(client, await publish(publisher, endpoint, rx.url, 5))
+        assert {r.dead_letter_reason for r in refused} == {DeadLetterReason.ENDPOINT_DISABLED}
+        assert all(r.attempts == 0 for r in refused)
+        assert len(rx.requests) == before
+
+        reset = await cli.json("circuit", "reset", endpoint)
+        assert reset == {"endpoint_id": endpoint, "signalled": "reset"}
+        shown = await cli.json("circuit", "show", endpoint)
+        assert shown["phase"] == "closed"
+        assert shown["disabled_reason"] is None
+        assert shown["next_probe_at"] is None
+        # Closed and idle: the circuit workflow completes; the endpoint is free again.
+        handle = client.get_workflow_handle(circuit_id(endpoint))
+        await asyncio.wait_for(handle.result(), BOUND_SECONDS)
+        await eventually(next_one, lambda r: r.state is DeliveryState.DELIVERED)
+
+
+async def test_cli_show_of_an_open_circuit(
+    client: Client, settings: Settings, worker: None, cli: Cli
+) -> None:
+    endpoint = unique("ep_show")
+    handle = await start_circuit(client, settings, endpoint, CircuitConfig(cooldown_seconds=600))
+    await handle.signal("report", OutcomeReport(successes=2, failures=8, trailing_failures=8))
+    snapshot = await phase_becomes(client, endpoint, CircuitPhase.OPEN)
+    assert snapshot.next_probe_at is not None
+
+    shown = await cli.json("circuit", "show", endpoint)
+    assert shown["phase"] == "open"
+    assert shown["failure_rate"] == pytest.approx(0.8)
+    assert shown["requests_in_window"] == 10
+    assert shown["next_probe_at"] == snapshot.next_probe_at.isoformat().replace("+00:00", "Z")
+    assert shown["opened_at"] is not None
+    assert shown["trips"] == 1
+    assert "buckets" not in shown
+    table = await cli("circuit", "show", endpoint)
+    assert "80% of 10" in table.output
+
+    await handle.signal("reset", OperatorRequest(requested_by="test"))
+    await asyncio.wait_for(handle.result(), BOUND_SECONDS)
+
+
+async def test_enable_of_an_endpoint_without_a_circuit_is_an_error(
+    client: Client, cli: Cli
+) -> None:
+    endpoint = unique("ep_none")
+    result = await cli("circuit", "enable", endpoint, "--json")
+    assert result.exit_code == 2
+    assert "has no circuit" in result.output
+
+
+# --- continue-as-new and visibility ------------------------------------------------------------
+
+
+async def start_circuit(
+    client: Client, settings: Settings, endpoint: str, config: CircuitConfig
+) -> WorkflowHandle[Any, Any]:
+    return await client.start_workflow(
+        "EndpointCircuit",
+        CircuitInput(endpoint_id=endpoint, config=config),
+        id=circuit_id(endpoint),
+        task_queue=settings.task_queue,
+    )
+
+
+async def test_the_circuit_continues_as_new_and_keeps_its_state(
+    client: Client, settings: Settings, worker: None
+) -> None:
+    endpoint = unique("ep_can")
+    config = CircuitConfig(max_history_events=100, cooldown_seconds=600)
+    handle = await start_circuit(client, settings, endpoint, config)
+    first_run = (await handle.describe()).run_id
+    await handle.signal("report", OutcomeReport(failures=25, trailing_failures=25))
+    await phase_becomes(client, endpoint, CircuitPhase.OPEN)
+
+    reports = 150
+    for _ in range(reports):
+        await handle.signal("report", OutcomeReport(failures=1, trailing_failures=1))
+    snapshot = await eventually(
+        lambda: state(client, endpoint),
+        lambda s: s is not None and s.signals_received == reports + 1,
+    )
+    assert snapshot is not None
+    description = await handle.describe()
+    assert description.run_id != first_run, "it should have continued as new"
+    assert snapshot.phase is CircuitPhase.OPEN
+    assert snapshot.trips == 1
+    assert snapshot.reports_received == reports + 1
+    assert snapshot.consecutive_failures == 25 + reports
+    assert snapshot.requests_in_window() == 25 + reports
+    # Each run stays small.
+    events = [e async for e in client.get_workflow_handle(handle.id).fetch_history_events()]
+    assert len(events) <= config.max_history_events + 20
+    # The new run is findable as open, like the first.
+    listed = await eventually(
+        lambda: listed_circuits(client, endpoint, "open"),
+        lambda runs: description.run_id in runs,
+    )
+    assert first_run not in listed
+
+    await handle.signal("reset")
+    await asyncio.wait_for(handle.result(), BOUND_SECONDS)
+
+
+async def listed_circuits(client: Client, endpoint: str, phase: str) -> list[str]:
+    query = (
+        f"WorkflowType='EndpointCircuit' AND {sa.STATUS.name}='{phase}' "
+        f"AND {sa.ENDPOINT_ID.name}='{endpoint}' AND ExecutionStatus='Running'"
+    )
+    return [wf.run_id async for wf in client.list_workflows(query)]
+
+
+async def test_the_search_attribute_shows_the_phase(
+    client: Client, settings: Settings, worker: None
+) -> None:
+    endpoint = unique("ep_sa")
+    handle = await start_circuit(
+        client, settings, endpoint, CircuitConfig(cooldown_seconds=1, max_cooldown_seconds=1)
+    )
+    await eventually(lambda: listed_circuits(client, endpoint, "closed"), bool)
+    await handle.signal("report", OutcomeReport(failures=20, trailing_failures=20))
+    await eventually(lambda: listed_circuits(client, endpoint, "open"), bool)
+    # The cooldown ends on the circuit's own timer: half-open, waiting for a probe.
+    await eventually(lambda: listed_circuits(client, endpoint, "half_open"), bool)
+    await handle.signal("disable", OperatorRequest(requested_by="test", reason="why not"))
+    await eventually(lambda: listed_circuits(client, endpoint, "disabled"), bool)
+    description = await handle.describe()
+    assert description.typed_search_attributes.get(sa.ENDPOINT_ID) == endpoint
+
+    await handle.signal("enable")
+    await asyncio.wait_for(handle.result(), BOUND_SECONDS)
+    closed = f"WorkflowType='EndpointCircuit' AND {sa.ENDPOINT_ID.name}='{endpoint}'"
+    finished = await eventually(
+        lambda: first_status(client, closed), lambda status: status == "closed"
+    )
+    assert finished == "closed"
+
+
+async def first_status(client: Client, query: str) -> str | None:
+    async for wf in client.list_workflows(query):
+        return wf.typed_search_attributes.get(sa.STATUS)
+    return None
