@@ -17,11 +17,9 @@ connection); put it behind TLS and your SSO proxy outside a laptop.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hmac
 import json
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 from typing import Any
 
 from google.protobuf import json_format
@@ -29,6 +27,7 @@ from temporalio.api.common.v1 import Payload
 
 from webhooks.codec import CodecKeyError, EncryptionCodec, codec_from_settings
 from webhooks.config import Settings
+from webhooks.http11 import ConnectionServer, HttpError, Request, Response, read_request
 
 DEFAULT_ORIGINS = ("http://localhost:8233", "http://127.0.0.1:8233")
 """The dev server's Web UI."""
@@ -38,40 +37,8 @@ MAX_BODY_BYTES = 8 * 1024 * 1024
 READ_TIMEOUT_SECONDS = 30
 MIN_TOKEN_LENGTH = 16
 
-_REASONS = {
-    200: "OK",
-    204: "No Content",
-    400: "Bad Request",
-    401: "Unauthorized",
-    404: "Not Found",
-    405: "Method Not Allowed",
-    413: "Content Too Large",
-    422: "Unprocessable Content",
-}
 
-
-class HttpError(Exception):
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-
-
-@dataclass
-class Request:
-    method: str
-    path: str
-    headers: dict[str, str]
-    body: bytes = b""
-
-
-@dataclass
-class Response:
-    status: int
-    body: bytes = b""
-    headers: dict[str, str] = field(default_factory=dict)
-
-
-class CodecServer:
+class CodecServer(ConnectionServer):
     """Serve decode/encode for `codec` to holders of `token` on host:port (0: a free port)."""
 
     def __init__(
@@ -88,14 +55,11 @@ class CodecServer:
             raise ValueError(
                 f"the codec server token must be at least {MIN_TOKEN_LENGTH} characters"
             )
+        super().__init__(host, port, head_limit=MAX_HEAD_BYTES)
         self._codec = codec
         self._token = token.encode()
-        self._host = host
-        self._port = port
         self._origins = frozenset(o.rstrip("/") for o in origins)
         self._read_timeout = read_timeout
-        self._server: asyncio.Server | None = None
-        self._connections: set[asyncio.Task[None]] = set()
 
     @classmethod
     def from_settings(cls, settings: Settings, **options: Any) -> CodecServer:
@@ -108,55 +72,24 @@ class CodecServer:
             raise ValueError("set WEBHOOKS_CODEC_SERVER_TOKEN: the codec server needs a token")
         return cls(codec, settings.codec_server_token.get_secret_value(), **options)
 
-    @property
-    def url(self) -> str:
-        assert self._server is not None, "codec server not started"
-        port: int = self._server.sockets[0].getsockname()[1]
-        return f"http://{self._host}:{port}"
-
-    async def __aenter__(self) -> CodecServer:
-        self._server = await asyncio.start_server(
-            self._serve, self._host, self._port, limit=MAX_HEAD_BYTES
-        )
-        return self
-
-    async def __aexit__(self, *_: object) -> None:
-        assert self._server is not None
-        self._server.close()
-        for task in list(self._connections):
-            task.cancel()
-        await asyncio.gather(*self._connections, return_exceptions=True)
-        await self._server.wait_closed()
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self._connections.add(task)
-        try:
-            keep_alive = True
-            while keep_alive:
-                try:
-                    async with asyncio.timeout(self._read_timeout):
-                        request = await _read_request(reader)
-                except HttpError as err:
-                    writer.write(_render(_error(err.status, str(err)), close=True))
-                    await writer.drain()
-                    return
-                if request is None:
-                    return
-                response = await self.handle(request)
-                keep_alive = request.headers.get("connection", "").lower() != "close"
-                writer.write(_render(response, close=not keep_alive))
+    async def serve_connection(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        keep_alive = True
+        while keep_alive:
+            try:
+                async with asyncio.timeout(self._read_timeout):
+                    request = await read_request(reader, max_body=MAX_BODY_BYTES)
+            except HttpError as err:
+                writer.write(_error(err.status, str(err)).render(close=True))
                 await writer.drain()
-        except (TimeoutError, ConnectionError, asyncio.IncompleteReadError):
-            pass  # A slow, broken or vanished client: just hang up.
-        except asyncio.CancelledError:
-            pass  # Only we cancel these, when the server stops.
-        finally:
-            self._connections.discard(task)
-            writer.close()
-            with contextlib.suppress(ConnectionError):
-                await writer.wait_closed()
+                return
+            if request is None:
+                return
+            response = await self.handle(request)
+            keep_alive = request.headers.get("connection", "").lower() != "close"
+            writer.write(response.render(close=not keep_alive))
+            await writer.drain()
 
     async def handle(self, request: Request) -> Response:
         """Answer one request (CORS headers included for an allowed origin)."""
@@ -213,37 +146,6 @@ class CodecServer:
         return any(results)
 
 
-async def _read_request(reader: asyncio.StreamReader) -> Request | None:
-    """One request from the connection; None when the client closed it between requests."""
-    try:
-        head = await reader.readuntil(b"\r\n\r\n")
-    except asyncio.IncompleteReadError as err:
-        if not err.partial:
-            return None
-        raise
-    except asyncio.LimitOverrunError:
-        raise HttpError(400, "request head too large") from None
-    request_line, *lines = head.decode("latin-1").split("\r\n")
-    parts = request_line.split(" ")
-    if len(parts) != 3:
-        raise HttpError(400, "malformed request line")
-    headers: dict[str, str] = {}
-    for line in lines:
-        if line:
-            name, _, value = line.partition(":")
-            headers[name.strip().lower()] = value.strip()
-    if "chunked" in headers.get("transfer-encoding", "").lower():
-        raise HttpError(400, "chunked bodies are not supported; send content-length")
-    try:
-        length = int(headers.get("content-length", "0"))
-    except ValueError:
-        raise HttpError(400, "bad content-length") from None
-    if length < 0 or length > MAX_BODY_BYTES:
-        raise HttpError(413, f"body over {MAX_BODY_BYTES} bytes")
-    body = await reader.readexactly(length)
-    return Request(parts[0].upper(), parts[1], headers, body)
-
-
 def _parse_payloads(body: bytes) -> list[Payload]:
     try:
         document = json.loads(body)
@@ -261,19 +163,6 @@ def _parse_payloads(body: bytes) -> list[Payload]:
 def _error(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
     body = json.dumps({"error": message}).encode()
     return Response(status, body, {"content-type": "application/json", **(headers or {})})
-
-
-def _render(response: Response, *, close: bool) -> bytes:
-    reason = _REASONS.get(response.status, "Status")
-    headers = {
-        **response.headers,
-        "content-length": str(len(response.body)),
-        "connection": "close" if close else "keep-alive",
-    }
-    head = f"HTTP/1.1 {response.status} {reason}\r\n" + "".join(
-        f"{name}: {value}\r\n" for name, value in headers.items()
-    )
-    return head.encode("latin-1") + b"\r\n" + response.body
 
 
 async def serve_codec(
