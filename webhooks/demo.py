@@ -15,13 +15,14 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from temporalio.client import Client
 
 from webhooks.client import WebhookPublisher, connect
 from webhooks.codec import EncryptionCodec
 from webhooks.codec_server import CodecServer
 from webhooks.config import Settings
 from webhooks.devserver import dev_server, ensure_dev_codec, ensure_dev_secrets
-from webhooks.models import RetrySchedule
+from webhooks.models import DeliveryResult, RetrySchedule
 from webhooks.receiver import Behavior, Drop, ReceivedRequest, Receiver, Respond, scripted
 from webhooks.secrets import FileSecretStore
 from webhooks.signing import sign
@@ -101,9 +102,7 @@ async def run_dev(
             if demo:
                 store = settings.secret_store()
                 assert store is not None
-                await _demo(
-                    WebhookPublisher(client, task_queue=settings.task_queue), store, console, stop
-                )
+                await _demo(client, settings.task_queue, store, console, stop)
             await worker
 
         await serve_until_stopped(serve)
@@ -111,8 +110,10 @@ async def run_dev(
 
 
 async def _demo(
-    publisher: WebhookPublisher, store: FileSecretStore, console: Console, stop: asyncio.Event
+    client: Client, task_queue: str, store: FileSecretStore, console: Console, stop: asyncio.Event
 ) -> None:
+    publisher = WebhookPublisher(client, task_queue=task_queue)
+
     def show(request: ReceivedRequest, behavior: Behavior) -> None:
         answer = f"answer {behavior.status}" if isinstance(behavior, Respond) else "drop connection"
         verified = "signature ok" if signature_ok(store, request) else "[red]BAD SIGNATURE[/]"
@@ -150,4 +151,18 @@ async def _demo(
             f"watch it: webhooks status {delivery_id}   (or the Web UI)",
             highlight=False,
         )
-        await stop.wait()
+        outcome = asyncio.ensure_future(
+            client.get_workflow_handle(delivery_id, result_type=DeliveryResult).result()
+        )
+        stopped = asyncio.ensure_future(stop.wait())
+        await asyncio.wait({outcome, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        if outcome.done():
+            result = outcome.result()
+            console.print(
+                f"[bold]{result.state.value}[/] after {result.attempts} attempts; "
+                "Ctrl-C stops everything",
+                highlight=False,
+            )
+        else:
+            outcome.cancel()
+        await stopped
