@@ -37,11 +37,11 @@ def test_dev_demo_delivers_and_stops_on_ctrl_c(tmp_path: Path) -> None:
     )
     assert process.stdout is not None
     lines: list[str] = []
-    deadline = time.monotonic() + 120
     try:
+        # Bounded by the suite's per-test timeout; the demo delivers within ~20 s.
         for line in process.stdout:
             lines.append(line)
-            if ("delivered" in line and "attempts" in line) or time.monotonic() > deadline:
+            if "attempts; Ctrl-C" in line:
                 break
         output = "".join(lines)
         assert "Web UI: http://127.0.0.1:" in output
