@@ -46,6 +46,8 @@ CIRCUIT_WORKFLOW = "EndpointCircuit"
 PROBE_POLL_SECONDS = 1.0
 DISCOVER_EVERY_TICKS = 5
 """One visibility query per this many flush intervals, whatever the number of endpoints."""
+SELF_WAKE_SECONDS = 5.0
+"""`wake_deliveries` leaves a delivery due this soon to its own timer (see there)."""
 ASKED_RECENTLY_SECONDS = 10.0
 """While deliveries asked about a troubled endpoint this recently, its copy is kept fresh.
 
@@ -62,6 +64,9 @@ class _Endpoint:
     circuit: Circuit
     pending: OutcomeReport = field(default_factory=OutcomeReport)
     refreshed_at: float = 0.0
+    evidence_at: float = 0.0
+    """When this worker last learned what the circuit workflow may not know yet: a local
+    trip, or a report that reached it. A query asked earlier may predate it."""
     last_failure: float = 0.0
     refreshing: asyncio.Task[None] | None = None
     acquiring: asyncio.Task[None] | None = None
@@ -71,6 +76,8 @@ class _Endpoint:
     probe_taken_at: float | None = None
     """When a delivery took the probe; it counts as in flight until reported (or the lease)."""
     probe_denied_until: datetime | None = None
+    candidate_at: datetime | None = None
+    """When the delivery held to come back first (a candidate for the probe) is due."""
 
 
 class CircuitView:
@@ -131,13 +138,18 @@ class CircuitView:
         age = mono - entry.refreshed_at
         if age > self._refresh_interval and entry.refreshing is None:
             entry.refreshing = self._background(self._refresh(endpoint_id, entry))
+        fresh = age <= 2 * self._refresh_interval
         gate = entry.circuit.gate(now)
-        if gate.disabled and age > 2 * self._refresh_interval:
+        if gate.disabled and not fresh:
             # Dead-lettering on an old copy would undo an operator's `enable`: ask again
-            # once the refresh is in. (Holds need no such care: they end by themselves.)
+            # once the refresh is in.
             return Gate(allow=False, retry_at=now + timedelta(seconds=PROBE_POLL_SECONDS))
-        if not gate.probe:
+        if gate.allow or gate.disabled:
             return gate
+        cooldown_later = now + entry.circuit.current_cooldown()
+        if not gate.probe:
+            assert gate.retry_at is not None  # open: until the next probe
+            return self._hold(entry, gate.retry_at, now, fresh)
         if entry.probe_granted:
             entry.probe_granted, entry.probe_taken_at = False, mono
             return Gate(allow=True, probe=True)
@@ -145,13 +157,29 @@ class CircuitView:
         in_flight = entry.probe_taken_at is not None and mono - entry.probe_taken_at < lease
         if in_flight:
             # Its result closes the circuit (which wakes everyone) or reopens it.
-            return Gate(allow=False, retry_at=now + entry.circuit.current_cooldown())
+            return self._hold(entry, cooldown_later, now, fresh)
         if entry.probe_denied_until and now < entry.probe_denied_until:
-            return Gate(allow=False, retry_at=entry.probe_denied_until)
-        if entry.acquiring is None:
-            entry.acquiring = self._background(self._acquire_probe(endpoint_id, entry))
-        # Ask again shortly: by then the grant (or the refusal) is here.
+            return self._hold(entry, entry.probe_denied_until, now, fresh)
+        if entry.acquiring is not None:
+            return self._hold(entry, cooldown_later, now, fresh)
+        entry.acquiring = self._background(self._acquire_probe(endpoint_id, entry))
+        # This delivery asks again shortly: by then the grant (or the refusal) is here.
         return Gate(allow=False, retry_at=now + timedelta(seconds=PROBE_POLL_SECONDS))
+
+    def _hold(self, entry: _Endpoint, until: datetime, now: datetime, fresh: bool) -> Gate:
+        """Hold a delivery until `until`, or much longer if another one already comes back.
+
+        Only one delivery per worker needs to be back when the next probe may go (it may
+        become the probe); the circuit closing wakes every other one (`wake_deliveries`).
+        So the rest wait a whole maximum cooldown instead of all waking every cooldown to
+        be told to wait again: a dead endpoint's queue costs a few checks per cooldown,
+        not one per delivery. Not on an old copy, though: it may be out of date.
+        """
+        if not fresh or entry.candidate_at is None or entry.candidate_at < now:
+            entry.candidate_at = until
+            return Gate(allow=False, retry_at=until)
+        long_hold = timedelta(seconds=self._config.max_cooldown_seconds)
+        return Gate(allow=False, retry_at=max(until, entry.candidate_at) + long_hold)
 
     def _background(
         self, work: Coroutine[Any, Any, None], *, report: bool = False
@@ -170,6 +198,8 @@ class CircuitView:
         try:
             handle = self._client.get_workflow_handle(circuit_id(endpoint_id))
             snapshot = await handle.query("state", result_type=CircuitSnapshot)
+            if entry.evidence_at > asked:
+                return  # Our copy is newer than that answer: keep it, ask again later.
             local = Circuit(snapshot, self._config)
             # What we saw but have not reported yet still counts.
             if not entry.pending.empty:
@@ -233,7 +263,8 @@ class CircuitView:
         before = entry.circuit.s.phase
         entry.circuit.record(single, _now())
         if entry.circuit.s.phase is not before:
-            entry.refreshed_at = time.monotonic()  # Our own evidence: as fresh as it gets.
+            # Our own evidence: as fresh as it gets.
+            entry.refreshed_at = entry.evidence_at = time.monotonic()
         if probe:
             entry.probe_taken_at = None
             p.probe_succeeded = single.probe_succeeded
@@ -261,6 +292,7 @@ class CircuitView:
                 start_signal_args=[report],
             )
             self.signals_sent += 1
+            entry.evidence_at = time.monotonic()
         except RPCError as err:
             log.warning("circuit report for %s failed: %s", endpoint_id, err.message)
 
@@ -329,7 +361,12 @@ class CircuitActivities:
 
     @activity.defn(name="wake_deliveries")
     async def wake_deliveries(self, endpoint_id: str) -> int:
-        """Signal `retry_now` to every waiting delivery of the endpoint, paced."""
+        """Signal `retry_now` to every waiting delivery of the endpoint, paced.
+
+        A delivery about to wake by itself is signalled only after that moment: a signal
+        landing while its last send completes it fails that workflow task, and its local
+        activity (the POST) runs again: a duplicate request.
+        """
         query = (
             f"WorkflowType='WebhookDelivery' AND ExecutionStatus='Running' AND "
             f"{sa.ENDPOINT_ID.name}='{endpoint_id}' AND {sa.STATUS.name} IN "
@@ -337,16 +374,32 @@ class CircuitActivities:
         )
         woken = 0
         started = 0.0
+        later: list[tuple[datetime, str]] = []
+
+        async def wake(workflow_id: str) -> None:
+            nonlocal woken
+            delay = started + woken / self._wake_per_second - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            with contextlib.suppress(RPCError):  # It may have just finished.
+                await self._client.get_workflow_handle(workflow_id).signal("retry_now")
+            woken += 1
+            activity.heartbeat(woken)
+
         async for wf in self._client.list_workflows(query):
             if not started:
                 # Let every worker's cached view catch up with the new phase first.
                 await asyncio.sleep(self._settle_seconds)
                 started = time.monotonic()
-            delay = started + woken / self._wake_per_second - time.monotonic()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            with contextlib.suppress(RPCError):  # It may have just finished.
-                await self._client.get_workflow_handle(wf.id).signal("retry_now")
-                woken += 1
-            activity.heartbeat(woken)
+            due = wf.typed_search_attributes.get(sa.NEXT_ATTEMPT_AT)
+            if due is not None and due < _now() + timedelta(seconds=SELF_WAKE_SECONDS):
+                later.append((due, wf.id))
+            else:
+                await wake(wf.id)
+        for due, workflow_id in sorted(later):
+            # Woken by its own timer by now: this only catches one that was held again.
+            wait = (due - _now()).total_seconds() + SELF_WAKE_SECONDS
+            if wait > 0:
+                await asyncio.sleep(wait)
+            await wake(workflow_id)
         return woken

@@ -143,6 +143,23 @@ async def test_many_failures_are_one_report(view: CircuitView, client: Client) -
     assert snapshot.consecutive_failures == 1  # the run after the last success
 
 
+async def test_one_waiting_delivery_comes_back_for_the_next_probe_the_rest_later(
+    client: Client, settings: Settings, worker: None
+) -> None:
+    """The circuit closing wakes everyone: only a probe candidate need come back sooner."""
+    endpoint = unique("ep_queue")
+    config = CONFIG.model_copy(update={"cooldown_seconds": 30, "max_cooldown_seconds": 600})
+    async with CircuitView(
+        client, task_queue=settings.task_queue, config=config, flush_interval=3600
+    ) as view:
+        for _ in range(5):
+            view.record(endpoint, Signal.FAILURE)
+        first, *rest = [view.gate(endpoint) for _ in range(100)]
+        assert first.retry_at is not None
+        assert not first.allow
+        assert {g.retry_at for g in rest} == {first.retry_at + timedelta(seconds=600)}
+
+
 # --- probes --------------------------------------------------------------------------------
 
 
