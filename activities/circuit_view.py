@@ -75,6 +75,8 @@ class _Endpoint:
     """The circuit granted this worker the probe; the next delivery to ask takes it."""
     probe_taken_at: float | None = None
     """When a delivery took the probe; it counts as in flight until reported (or the lease)."""
+    probe_done_at: float | None = None
+    """When this worker's last probe reported back."""
     probe_denied_until: datetime | None = None
     candidate_at: datetime | None = None
     """When the delivery held to come back first (a candidate for the probe) is due."""
@@ -220,12 +222,17 @@ class CircuitView:
             if gate.allow and gate.probe:
                 entry.probe_granted = True
             else:
+                now = _now()
                 if not gate.retry_at:
                     # Closed or disabled: our copy is out of date; refresh it at the next ask.
                     entry.refreshed_at = 0.0
-                entry.probe_denied_until = gate.retry_at or _now() + timedelta(
-                    seconds=PROBE_POLL_SECONDS
-                )
+                until = gate.retry_at or now + timedelta(seconds=PROBE_POLL_SECONDS)
+                lease = self._config.probe_lease_seconds
+                if entry.probe_done_at and time.monotonic() - entry.probe_done_at < lease:
+                    # The lease may be our own probe's, whose result is still on its way:
+                    # do not sit out a whole lease for it.
+                    until = min(until, now + entry.circuit.current_cooldown())
+                entry.probe_denied_until = until
         except (RPCError, WorkflowUpdateFailedError) as err:
             log.warning("cannot acquire a probe for %s: %s", endpoint_id, err)
         finally:
@@ -266,7 +273,7 @@ class CircuitView:
             # Our own evidence: as fresh as it gets.
             entry.refreshed_at = entry.evidence_at = time.monotonic()
         if probe:
-            entry.probe_taken_at = None
+            entry.probe_taken_at, entry.probe_done_at = None, time.monotonic()
             p.probe_succeeded = single.probe_succeeded
             # A probe result changes the circuit for everyone: report it now.
             self._background(self._flush_one(endpoint_id, entry), report=True)
