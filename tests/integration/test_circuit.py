@@ -45,8 +45,8 @@ class Switch:
         return Respond(self.status)
 
 
-async def until(check: Callable[[], object], timeout: float = 60, every: float = 0.2) -> None:
-    deadline = time.monotonic() + timeout
+async def until(check: Callable[[], object], within: float = 60, every: float = 0.2) -> None:
+    deadline = time.monotonic() + within
     while not check():
         assert time.monotonic() < deadline, "condition not reached in time"
         await asyncio.sleep(every)
