@@ -6,14 +6,18 @@ Shared helpers live here so the test modules stay about behaviour.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from standardwebhooks import Webhook
 from temporalio.client import Client, WorkflowExecution, WorkflowHandle
+from typer.testing import CliRunner, Result
 
+from webhooks.cli import app
+from webhooks.config import Settings
 from webhooks.models import DeliveryResult, DeliveryState, DeliveryStatus, RetrySchedule
 from webhooks.receiver import ReceivedRequest
 from workflows.delivery import WebhookDelivery
@@ -87,3 +91,28 @@ async def wait_for_state(
 def verify(request: ReceivedRequest, secret: str) -> object:
     """Check a received request the way a customer would, with the `standardwebhooks` package."""
     return Webhook(secret).verify(request.body, request.headers)
+
+
+class Cli:
+    """Runs `webhooks ...` in-process, configured like an operator's shell.
+
+    The CLI runs its own event loop (`asyncio.run`), so it runs in a thread while this
+    test's loop keeps serving the worker."""
+
+    def __init__(self, client: Client, settings: Settings) -> None:
+        self.env = {
+            "TEMPORAL_ADDRESS": client.service_client.config.target_host,
+            "TEMPORAL_NAMESPACE": client.namespace,
+            "WEBHOOKS_TASK_QUEUE": settings.task_queue,
+            "WEBHOOKS_SECRETS_FILE": str(settings.secrets_file),
+            "COLUMNS": "200",  # wide enough that tables never wrap an id
+        }
+        self.runner = CliRunner()
+
+    async def __call__(self, *args: str) -> Result:
+        return await asyncio.to_thread(self.runner.invoke, app, list(args), env=self.env)
+
+    async def json(self, *args: str) -> Any:
+        result = await self(*args, "--json")
+        assert result.exit_code == 0, result.output
+        return json.loads(result.stdout)

@@ -4,19 +4,15 @@ dev server, with real dead letters from a real receiver."""
 from __future__ import annotations
 
 import asyncio
-import json
 from collections import Counter
 from collections.abc import Iterable
 from datetime import UTC, datetime
-from typing import Any
 
 import pytest
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowHandle
-from typer.testing import CliRunner, Result
 
-from tests.integration import BOUND_SECONDS, eventually, fast, unique
-from webhooks.cli import app
+from tests.integration import BOUND_SECONDS, Cli, eventually, fast, unique
 from webhooks.client import WebhookPublisher
 from webhooks.config import Settings
 from webhooks.dlq import DeadLetterFilter, count_open_by_reason, list_dead_letters, signal_each
@@ -33,31 +29,6 @@ from workflows.dead_letter import DeadLetter
 from workflows.delivery import WebhookDelivery
 
 EVENT = "dlq.cli"
-
-
-class Cli:
-    """Runs `webhooks ...` in-process, configured like an operator's shell.
-
-    The CLI runs its own event loop (`asyncio.run`), so it runs in a thread while this
-    test's loop keeps serving the worker."""
-
-    def __init__(self, client: Client, settings: Settings) -> None:
-        self.env = {
-            "TEMPORAL_ADDRESS": client.service_client.config.target_host,
-            "TEMPORAL_NAMESPACE": client.namespace,
-            "WEBHOOKS_TASK_QUEUE": settings.task_queue,
-            "WEBHOOKS_SECRETS_FILE": str(settings.secrets_file),
-            "COLUMNS": "200",  # wide enough that tables never wrap an id
-        }
-        self.runner = CliRunner()
-
-    async def __call__(self, *args: str) -> Result:
-        return await asyncio.to_thread(self.runner.invoke, app, list(args), env=self.env)
-
-    async def json(self, *args: str) -> Any:
-        result = await self(*args, "--json")
-        assert result.exit_code == 0, result.output
-        return json.loads(result.stdout)
 
 
 @pytest.fixture
