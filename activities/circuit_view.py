@@ -46,6 +46,11 @@ CIRCUIT_WORKFLOW = "EndpointCircuit"
 PROBE_POLL_SECONDS = 1.0
 DISCOVER_EVERY_TICKS = 5
 """One visibility query per this many flush intervals, whatever the number of endpoints."""
+WAKE_PER_SECOND = 200.0
+"""How fast `wake_deliveries` releases a recovered endpoint's queue: about what one worker
+delivers at most, so the drain runs at the healthy rate; if the endpoint fails again, the
+circuit trips again after a handful of requests and holds the rest."""
+WAKE_IN_FLIGHT = 50
 SELF_WAKE_SECONDS = 5.0
 """`wake_deliveries` leaves a delivery due this soon to its own timer (see there)."""
 ASKED_RECENTLY_SECONDS = 10.0
@@ -69,6 +74,7 @@ class _Endpoint:
     trip, or a report that reached it. A query asked earlier may predate it."""
     last_failure: float = 0.0
     refreshing: asyncio.Task[None] | None = None
+    refresh_started: float = 0.0
     acquiring: asyncio.Task[None] | None = None
     asked_at: float = 0.0
     probe_granted: bool = False
@@ -139,19 +145,22 @@ class CircuitView:
         entry.asked_at = mono
         age = mono - entry.refreshed_at
         if age > self._refresh_interval and entry.refreshing is None:
-            entry.refreshing = self._background(self._refresh(endpoint_id, entry))
-        fresh = age <= 2 * self._refresh_interval
+            self._start_refresh(endpoint_id, entry)
         gate = entry.circuit.gate(now)
-        if gate.disabled and not fresh:
-            # Dead-lettering on an old copy would undo an operator's `enable`: ask again
-            # once the refresh is in.
-            return Gate(allow=False, retry_at=now + timedelta(seconds=PROBE_POLL_SECONDS))
+        if age > 2 * self._refresh_interval and not gate.allow and not gate.probe:
+            # An old copy may dead-letter a delivery after an operator's `enable`, or hold
+            # one that `wake_deliveries` just woke for a whole cooldown: ask again once the
+            # refresh is in. Unless queries are slow (a busy worker): then polling would
+            # only add load, and holds are reconciled by `discover` instead.
+            slow = entry.refreshing is not None and mono - entry.refresh_started > 1.0
+            if gate.disabled or not slow:
+                return Gate(allow=False, retry_at=now + timedelta(seconds=PROBE_POLL_SECONDS))
         if gate.allow or gate.disabled:
             return gate
         cooldown_later = now + entry.circuit.current_cooldown()
         if not gate.probe:
             assert gate.retry_at is not None  # open: until the next probe
-            return self._hold(entry, gate.retry_at, now, fresh)
+            return self._hold(entry, gate.retry_at, now)
         if entry.probe_granted:
             entry.probe_granted, entry.probe_taken_at = False, mono
             return Gate(allow=True, probe=True)
@@ -159,25 +168,25 @@ class CircuitView:
         in_flight = entry.probe_taken_at is not None and mono - entry.probe_taken_at < lease
         if in_flight:
             # Its result closes the circuit (which wakes everyone) or reopens it.
-            return self._hold(entry, cooldown_later, now, fresh)
+            return self._hold(entry, cooldown_later, now)
         if entry.probe_denied_until and now < entry.probe_denied_until:
-            return self._hold(entry, entry.probe_denied_until, now, fresh)
+            return self._hold(entry, entry.probe_denied_until, now)
         if entry.acquiring is not None:
-            return self._hold(entry, cooldown_later, now, fresh)
+            return self._hold(entry, cooldown_later, now)
         entry.acquiring = self._background(self._acquire_probe(endpoint_id, entry))
         # This delivery asks again shortly: by then the grant (or the refusal) is here.
         return Gate(allow=False, retry_at=now + timedelta(seconds=PROBE_POLL_SECONDS))
 
-    def _hold(self, entry: _Endpoint, until: datetime, now: datetime, fresh: bool) -> Gate:
+    def _hold(self, entry: _Endpoint, until: datetime, now: datetime) -> Gate:
         """Hold a delivery until `until`, or much longer if another one already comes back.
 
         Only one delivery per worker needs to be back when the next probe may go (it may
         become the probe); the circuit closing wakes every other one (`wake_deliveries`).
         So the rest wait a whole maximum cooldown instead of all waking every cooldown to
         be told to wait again: a dead endpoint's queue costs a few checks per cooldown,
-        not one per delivery. Not on an old copy, though: it may be out of date.
+        not one per delivery.
         """
-        if not fresh or entry.candidate_at is None or entry.candidate_at < now:
+        if entry.candidate_at is None or entry.candidate_at < now:
             entry.candidate_at = until
             return Gate(allow=False, retry_at=until)
         long_hold = timedelta(seconds=self._config.max_cooldown_seconds)
@@ -194,9 +203,13 @@ class CircuitView:
             task.add_done_callback(self._reports.discard)
         return task
 
+    def _start_refresh(self, endpoint_id: str, entry: _Endpoint) -> None:
+        entry.refresh_started = time.monotonic()
+        entry.refreshing = self._background(self._refresh(endpoint_id, entry))
+
     async def _refresh(self, endpoint_id: str, entry: _Endpoint) -> None:
         # A copy is as old as the question: the answer reflects everything before it.
-        asked = time.monotonic()
+        asked = entry.refresh_started
         try:
             handle = self._client.get_workflow_handle(circuit_id(endpoint_id))
             snapshot = await handle.query("state", result_type=CircuitSnapshot)
@@ -307,24 +320,32 @@ class CircuitView:
         """Learn every circuit that is not closed, with one visibility query.
 
         So a new worker, or an endpoint an operator disabled while it was healthy, is
-        gated without this worker having to fail against it first.
+        gated without this worker having to fail against it first. A copy whose phase the
+        listing contradicts (closed, enabled, disabled since) is queried again.
         """
         query = (
             f"WorkflowType='{CIRCUIT_WORKFLOW}' AND ExecutionStatus='Running' "
             f"AND TaskQueue='{self._task_queue}' "
             f"AND {sa.STATUS.name}!='{CircuitPhase.CLOSED.value}'"
         )
+        listed: dict[str, CircuitPhase] = {}
         async for wf in self._client.list_workflows(query):
             attributes = wf.typed_search_attributes
             endpoint_id = attributes.get(sa.ENDPOINT_ID)
-            if endpoint_id and endpoint_id not in self._endpoints:
+            if endpoint_id:
+                listed[endpoint_id] = CircuitPhase(attributes.get(sa.STATUS) or "open")
+        for endpoint_id, phase in listed.items():
+            if endpoint_id not in self._endpoints:
                 # Start from the listed phase; the query (in the background, so that one
                 # slow circuit cannot stall reporting) fills in the rest.
-                phase = CircuitPhase(attributes.get(sa.STATUS) or CircuitPhase.OPEN)
-                entry = self._endpoints[endpoint_id] = _Endpoint(
+                self._endpoints[endpoint_id] = _Endpoint(
                     Circuit(CircuitSnapshot(endpoint_id=endpoint_id, phase=phase), self._config)
                 )
-                entry.refreshing = self._background(self._refresh(endpoint_id, entry))
+        for endpoint_id, entry in self._endpoints.items():
+            phase = listed.get(endpoint_id, CircuitPhase.CLOSED)
+            contradicted = entry.circuit.s.phase is not phase or not entry.refreshed_at
+            if contradicted and entry.refreshing is None:
+                self._start_refresh(endpoint_id, entry)
 
     def _refresh_asked(self) -> None:
         """Keep the copies of troubled endpoints that deliveries are asking about fresh."""
@@ -336,7 +357,7 @@ class CircuitView:
                 and mono - entry.refreshed_at > self._refresh_interval
                 and entry.refreshing is None
             ):
-                entry.refreshing = self._background(self._refresh(endpoint_id, entry))
+                self._start_refresh(endpoint_id, entry)
 
     async def _flush_forever(self) -> None:
         ticks = 0
@@ -359,7 +380,7 @@ class CircuitActivities:
         self,
         client: Client,
         *,
-        wake_per_second: float = 50,
+        wake_per_second: float = WAKE_PER_SECOND,
         settle_seconds: float = VIEW_LAG_SECONDS,
     ) -> None:
         self._client = client
@@ -370,28 +391,40 @@ class CircuitActivities:
     async def wake_deliveries(self, endpoint_id: str) -> int:
         """Signal `retry_now` to every waiting delivery of the endpoint, paced.
 
-        A delivery about to wake by itself is signalled only after that moment: a signal
-        landing while its last send completes it fails that workflow task, and its local
-        activity (the POST) runs again: a duplicate request.
+        Signals go out on a schedule (not one after another), so a slow server does not
+        slow the pace. A delivery about to wake by itself is signalled only after that
+        moment: a signal landing while its last send completes it fails that workflow
+        task, and its local activity (the POST) runs again: a duplicate request.
         """
         query = (
             f"WorkflowType='WebhookDelivery' AND ExecutionStatus='Running' AND "
             f"{sa.ENDPOINT_ID.name}='{endpoint_id}' AND {sa.STATUS.name} IN "
             f"('{DeliveryState.RETRYING.value}', '{DeliveryState.CIRCUIT_OPEN.value}')"
         )
-        woken = 0
+        scheduled = 0
         started = 0.0
         later: list[tuple[datetime, str]] = []
+        in_flight = asyncio.Semaphore(WAKE_IN_FLIGHT)
+        signals: set[asyncio.Task[None]] = set()
+
+        async def signal(workflow_id: str) -> None:
+            try:
+                with contextlib.suppress(RPCError):  # It may have just finished.
+                    await self._client.get_workflow_handle(workflow_id).signal("retry_now")
+            finally:
+                in_flight.release()
 
         async def wake(workflow_id: str) -> None:
-            nonlocal woken
-            delay = started + woken / self._wake_per_second - time.monotonic()
+            nonlocal scheduled
+            delay = started + scheduled / self._wake_per_second - time.monotonic()
             if delay > 0:
                 await asyncio.sleep(delay)
-            with contextlib.suppress(RPCError):  # It may have just finished.
-                await self._client.get_workflow_handle(workflow_id).signal("retry_now")
-            woken += 1
-            activity.heartbeat(woken)
+            await in_flight.acquire()
+            task = asyncio.create_task(signal(workflow_id))
+            signals.add(task)
+            task.add_done_callback(signals.discard)
+            scheduled += 1
+            activity.heartbeat(scheduled)
 
         async for wf in self._client.list_workflows(query):
             if not started:
@@ -409,4 +442,5 @@ class CircuitActivities:
             if wait > 0:
                 await asyncio.sleep(wait)
             await wake(workflow_id)
-        return woken
+        await asyncio.gather(*signals)
+        return scheduled

@@ -226,7 +226,7 @@ class Storm:
             await asyncio.sleep(5)
             idle_load = _per_second(idle0, self.server_cpu(), 5)
             signals, runs, events = await self.circuit_history()
-            checks = await self.gate_checks(ids[:SAMPLE])
+            checks = await self.gate_checks(ids[:: max(1, n // SAMPLE)])
 
         healthy_load = _per_second(cpu_h0, cpu_h1, healthy_end - start)
         open_load = _per_second(cpu0, cpu1, self.args.dead_seconds - settle)

@@ -25,9 +25,9 @@ BUCKET_SECONDS = 10
 """Failure-rate window granularity."""
 VIEW_LAG_SECONDS = 2.5
 """How far behind the circuit a worker's cached view may be when it holds or refuses a
-delivery (it trusts a copy for 2 refresh intervals of 1 s). Waking deliveries after a
-change, and the CLI after `enable`/`reset`, wait this long so that the change has reached
-every worker."""
+delivery (it trusts a copy for 2 refresh intervals of 1 s). `wake_deliveries` waits this
+long after a change before waking anyone, and the CLI after `enable`/`reset`, so that the
+change has reached every worker by then."""
 
 
 class CircuitPhase(StrEnum):
