@@ -162,7 +162,8 @@ async def test_a_dead_endpoint_is_disabled_and_enable_plus_redelivery_delivers_e
     client: Client, settings: Settings, cli: Cli
 ) -> None:
     endpoint = unique("ep_dead")
-    config = CONFIG.model_copy(update={"disable_after_seconds": 3})
+    # Waiting deliveries sleep 30 s between checks: only the disable wakes them in time.
+    config = CONFIG.model_copy(update={"disable_after_seconds": 3, "max_cooldown_seconds": 30})
     publisher = WebhookPublisher(client, task_queue=settings.task_queue)
     switch = Switch(500)
     async with (
@@ -220,6 +221,40 @@ async def test_a_dead_endpoint_is_disabled_and_enable_plus_redelivery_delivers_e
         await eventually(lambda: asyncio.sleep(0, switch.ok), lambda ok: ok >= everything)
         for result in await results(client, [*waiting, *new]):
             assert result.state is DeliveryState.DELIVERED
+
+
+# --- recovery ------------------------------------------------------------------------------------
+
+
+async def test_recovery_wakes_deliveries_held_for_long(client: Client, settings: Settings) -> None:
+    """Waiting deliveries sleep a whole max cooldown; the circuit closing wakes them."""
+    endpoint = unique("ep_back")
+    config = CONFIG.model_copy(
+        update={"cooldown_multiplier": 1, "max_cooldown_seconds": 10 * BOUND_SECONDS}
+    )
+    publisher = WebhookPublisher(client, task_queue=settings.task_queue)
+    switch = Switch(500)
+    async with (
+        running_worker(client, circuit_settings(settings, config)),
+        Receiver(switch) as rx,
+    ):
+        ids = await publish(publisher, endpoint, rx.url, 30)
+        await phase_becomes(client, endpoint, CircuitPhase.OPEN)
+        held = (
+            f"WorkflowType='WebhookDelivery' AND {sa.ENDPOINT_ID.name}='{endpoint}' "
+            f"AND {sa.STATUS.name}='circuit_open'"
+        )
+        await eventually(lambda: client.count_workflows(held), lambda c: c.count >= 20)
+        failed = len(rx.requests)
+        assert failed < 30  # cut off after a handful
+
+        switch.status = 200
+        # Far sooner than any of them would have checked again by itself.
+        for result in await results(client, ids):
+            assert result.state is DeliveryState.DELIVERED
+        assert switch.ok == set(ids)
+        snapshot = await state(client, endpoint)
+        assert snapshot is None or snapshot.phase is CircuitPhase.CLOSED
 
 
 # --- 410 Gone ------------------------------------------------------------------------------------
