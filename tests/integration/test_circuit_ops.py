@@ -5,16 +5,14 @@ and the search attribute operators find circuits by."""
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 from temporalio.client import Client, RPCError, WorkflowHandle
 from temporalio.service import RPCStatusCode
-from typer.testing import CliRunner, Result
 
-from tests.integration import BOUND_SECONDS, eventually, unique
+from tests.integration import BOUND_SECONDS, Cli, eventually, unique
 from webhooks import search_attributes as sa
 from webhooks.circuit import (
     CircuitConfig,
@@ -24,7 +22,6 @@ from webhooks.circuit import (
     OperatorRequest,
     OutcomeReport,
 )
-from webhooks.cli import app
 from webhooks.client import WebhookPublisher
 from webhooks.config import Settings
 from webhooks.ids import circuit_id
@@ -56,28 +53,6 @@ class Switch:
         if 200 <= self.status < 300:
             self.ok.add(request.headers["webhook-id"])
         return Respond(self.status)
-
-
-class Cli:
-    """`webhooks ...` in-process, in a thread (it runs its own event loop) while this
-    test's loop keeps serving the worker."""
-
-    def __init__(self, client: Client, settings: Settings) -> None:
-        self.env = {
-            "TEMPORAL_ADDRESS": client.service_client.config.target_host,
-            "TEMPORAL_NAMESPACE": client.namespace,
-            "WEBHOOKS_TASK_QUEUE": settings.task_queue,
-            "COLUMNS": "200",
-        }
-        self.runner = CliRunner()
-
-    async def __call__(self, *args: str) -> Result:
-        return await asyncio.to_thread(self.runner.invoke, app, list(args), env=self.env)
-
-    async def json(self, *args: str) -> Any:
-        result = await self(*args, "--json")
-        assert result.exit_code == 0, result.output
-        return json.loads(result.stdout)
 
 
 def circuit_settings(settings: Settings, config: CircuitConfig = CONFIG) -> Settings:
