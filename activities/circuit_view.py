@@ -5,8 +5,10 @@ Cost model, which the tests count:
 - an endpoint that has not failed recently has no entry here: gating it is a dict lookup,
   and nothing is sent to Temporal (no signal, no query, no history event);
 - a failing endpoint gets at most one `report` signal per flush interval from this worker,
-  one `state` query per refresh interval (queries add no history), and one
-  `acquire_probe` update per cooldown.
+  one `state` query per refresh interval while deliveries ask (queries add no history),
+  and one `acquire_probe` update per cooldown;
+- deliveries held by an open circuit: one per worker comes back for the next probe, the
+  rest sleep a whole maximum cooldown (`wake_deliveries` wakes them when it closes).
 The local copy of the state machine trips on this worker's own failures at once, so a
 dead endpoint is cut off after a handful of requests, before the workflow has even heard.
 """
