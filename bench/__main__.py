@@ -295,6 +295,10 @@ class Bench:
             return None
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
+    def own_cpu(self) -> float:
+        """CPU seconds of the bench process and its dev server."""
+        return _self_cpu() + (self.server_cpu() or 0.0)
+
     def log(self, line: str) -> None:
         print(line, file=sys.stderr, flush=True)
 
@@ -303,6 +307,16 @@ def _percentile(sorted_values: list[float], pct: float) -> float:
     """Nearest-rank percentile."""
     rank = max(1, round(pct / 100 * len(sorted_values)))
     return sorted_values[min(rank, len(sorted_values)) - 1]
+
+
+def _machine_busy() -> float:
+    """CPU seconds the whole machine has spent busy since boot (Linux /proc/stat)."""
+    try:
+        ticks = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    except OSError:
+        return 0.0
+    idle = ticks[3] + ticks[4]  # idle + iowait
+    return (sum(ticks[:8]) - idle) / os.sysconf("SC_CLK_TCK")
 
 
 def _self_cpu() -> float:
@@ -402,8 +416,10 @@ def render(summary: dict[str, Any], config: dict[str, Any]) -> str:
         f"peak RSS of the bench process {config['peak_rss_mb']:.0f} MB (informational)"
     )
     lines.append(
-        f"1-min load average before/after: {config['load_average_before']:.2f} / "
-        f"{config['load_average_after']:.2f} on {config['cpus']} CPUs"
+        f"{config['wall_seconds']:.0f} s on {config['cpus']} CPUs; other processes used "
+        f"{config['other_processes_cpus']:.2f} CPUs on average (should be ~0); "
+        f"1-min load average before/after {config['load_average_before']:.2f} / "
+        f"{config['load_average_after']:.2f}"
     )
     return "\n".join(lines)
 
@@ -450,12 +466,15 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             async with Receiver(on_request=bench.on_request) as receiver:
                 bench.receiver = receiver
                 phases: list[Phase] = []
+                start = (time.monotonic(), _machine_busy(), bench.own_cpu())
                 for round_no in range(1, args.rounds + 1):
                     for system in ("floor", "product"):
                         phases.append(await bench.run_phase(system, round_no))
                 # Let the receiver's connection handlers see the workers' clients hang up:
                 # cancelling them instead makes Python 3.11's asyncio log a spurious error.
                 await asyncio.sleep(0.2)
+                elapsed = time.monotonic() - start[0]
+                others = _machine_busy() - start[1] - (bench.own_cpu() - start[2])
         finally:
             await env.shutdown()
     config = {
@@ -469,6 +488,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         # Anything else running skews both systems; alternating rounds only evens it out.
         "load_average_before": load_before,
         "load_average_after": os.getloadavg()[0],
+        # CPUs' worth used by everything but the bench and its server, on average.
+        "other_processes_cpus": max(0.0, others / elapsed),
+        "wall_seconds": elapsed,
     }
     return {
         "config": config,
