@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import compileall
 import json
 import os
 import resource
@@ -309,6 +310,16 @@ def _percentile(sorted_values: list[float], pct: float) -> float:
     return sorted_values[min(rank, len(sorted_values)) - 1]
 
 
+def _precompile() -> None:
+    """Deployed workers run from bytecode (pip compiles on install). Without .pyc files
+    (a fresh checkout, PYTHONDONTWRITEBYTECODE=1) the workflow sandbox compiles the workflow
+    modules from source again for every workflow run: ~2-4 ms of CPU per delivery that
+    would measure the checkout, not the product."""
+    root = Path(__file__).resolve().parent.parent
+    for package in ("workflows", "activities", "webhooks", "bench"):
+        compileall.compile_dir(root / package, quiet=1)
+
+
 def _machine_busy() -> float:
     """CPU seconds the whole machine has spent busy since boot (Linux /proc/stat)."""
     try:
@@ -453,6 +464,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     load_before = os.getloadavg()[0]
+    _precompile()
     # SIGTERM unwinds like Ctrl-C, through the `finally` that stops the dev server.
     task = asyncio.current_task()
     assert task is not None
