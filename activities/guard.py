@@ -188,7 +188,7 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
         host: str,
         port: int,
         # httpcore passes these by keyword, so the interface's names are kept.
-        timeout: float | None = None,  # noqa: ASYNC109
+        timeout: float | None = None,  # noqa: ASYNC109 (httpcore's interface)
         local_address: str | None = None,
         socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
     ) -> httpcore.AsyncNetworkStream:
