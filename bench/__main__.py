@@ -42,6 +42,7 @@ from bench.floor import FLOOR_WORKFLOW, FloorPost, running_floor_worker, start_f
 from webhooks import search_attributes as sa
 from webhooks.client import DELIVERY_WORKFLOW, WebhookPublisher, event_body
 from webhooks.config import Settings
+from webhooks.devserver import SQLITE_PRAGMAS
 from webhooks.ids import delivery_id
 from webhooks.receiver import Behavior, ReceivedRequest, Receiver
 from worker import running_worker
@@ -479,12 +480,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             search_attributes=sa.ALL,
             data_converter=pydantic_data_converter,
             dev_server_database_filename=str(Path(tmp) / "temporal.sqlite"),
-            dev_server_extra_args=[
-                "--sqlite-pragma",
-                "journal_mode=wal",
-                "--sqlite-pragma",
-                "synchronous=normal",
-            ],
+            dev_server_extra_args=SQLITE_PRAGMAS,
         )
         try:
             bench = Bench(env.client, secrets_file, args)

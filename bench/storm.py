@@ -38,6 +38,7 @@ from webhooks import search_attributes as sa
 from webhooks.circuit import CircuitConfig, CircuitPhase, CircuitSnapshot
 from webhooks.client import WebhookPublisher
 from webhooks.config import Settings
+from webhooks.devserver import SQLITE_PRAGMAS
 from webhooks.ids import circuit_id
 from webhooks.models import DeliveryResult, DeliveryState, RetrySchedule
 from webhooks.receiver import ReceivedRequest, Receiver, Respond
@@ -430,10 +431,7 @@ async def run(args: argparse.Namespace) -> Report:
                 data_converter=pydantic_data_converter,
                 dev_server_database_filename=str(Path(tmp) / "temporal.sqlite"),
                 dev_server_extra_args=[
-                    "--sqlite-pragma",
-                    "journal_mode=wal",
-                    "--sqlite-pragma",
-                    "synchronous=normal",
+                    *SQLITE_PRAGMAS,
                     "--dynamic-config-value",
                     "frontend.enableUpdateWorkflowExecution=true",
                 ],
