@@ -20,13 +20,13 @@ from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import Worker
 
 from activities.circuit_view import CircuitActivities, CircuitView
-from activities.guard import DestinationPolicy
+from activities.safe_transport import DestinationPolicy
 from activities.send import SendActivities, new_http_client
-from webhooks import search_attributes as sa
 from webhooks.config import Settings
-from workflows.circuit import EndpointCircuit
+from webhooks.core import search_attributes as sa
 from workflows.dead_letter import DeadLetter
 from workflows.delivery import WebhookDelivery
+from workflows.endpoint_circuit import EndpointCircuit
 
 log = logging.getLogger("webhooks.worker")
 

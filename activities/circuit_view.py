@@ -28,8 +28,8 @@ from temporalio import activity
 from temporalio.client import Client, RPCError, WorkflowUpdateFailedError
 from temporalio.service import RPCStatusCode
 
-from webhooks import search_attributes as sa
-from webhooks.circuit import (
+from webhooks.core import search_attributes as sa
+from webhooks.core.circuit import (
     VIEW_LAG_SECONDS,
     Circuit,
     CircuitConfig,
@@ -39,12 +39,13 @@ from webhooks.circuit import (
     OutcomeReport,
     Signal,
 )
-from webhooks.ids import circuit_id
-from webhooks.models import DeliveryState, Gate
+from webhooks.core.ids import circuit_id
+from webhooks.core.models import DeliveryState, Gate
+from webhooks.core.names import CIRCUIT_WORKFLOW, DELIVERY_WORKFLOW
+from webhooks.core.visibility import quote
 
 log = logging.getLogger(__name__)
 
-CIRCUIT_WORKFLOW = "EndpointCircuit"
 PROBE_POLL_SECONDS = 1.0
 DISCOVER_EVERY_TICKS = 5
 """One visibility query per this many flush intervals, whatever the number of endpoints."""
@@ -326,9 +327,9 @@ class CircuitView:
         listing contradicts (closed, enabled, disabled since) is queried again.
         """
         query = (
-            f"WorkflowType='{CIRCUIT_WORKFLOW}' AND ExecutionStatus='Running' "
-            f"AND TaskQueue='{self._task_queue}' "
-            f"AND {sa.STATUS.name}!='{CircuitPhase.CLOSED.value}'"
+            f"WorkflowType={quote(CIRCUIT_WORKFLOW)} AND ExecutionStatus='Running' "
+            f"AND TaskQueue={quote(self._task_queue)} "
+            f"AND {sa.STATUS.name}!={quote(CircuitPhase.CLOSED.value)}"
         )
         listed: dict[str, CircuitPhase] = {}
         async for wf in self._client.list_workflows(query):
@@ -399,9 +400,9 @@ class CircuitActivities:
         task, and its local activity (the POST) runs again: a duplicate request.
         """
         query = (
-            f"WorkflowType='WebhookDelivery' AND ExecutionStatus='Running' AND "
-            f"{sa.ENDPOINT_ID.name}='{endpoint_id}' AND {sa.STATUS.name} IN "
-            f"('{DeliveryState.RETRYING.value}', '{DeliveryState.CIRCUIT_OPEN.value}')"
+            f"WorkflowType={quote(DELIVERY_WORKFLOW)} AND ExecutionStatus='Running' AND "
+            f"{sa.ENDPOINT_ID.name}={quote(endpoint_id)} AND {sa.STATUS.name} IN "
+            f"({quote(DeliveryState.RETRYING.value)}, {quote(DeliveryState.CIRCUIT_OPEN.value)})"
         )
         scheduled = 0
         started = 0.0

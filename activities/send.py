@@ -19,11 +19,11 @@ import httpx
 from temporalio import activity
 
 from activities.circuit_view import CircuitView
-from activities.guard import BlockedDestinationError, DestinationPolicy, GuardedTransport
-from webhooks.circuit import signal_of
-from webhooks.models import ErrorKind, SendRequest, SendResult
+from activities.safe_transport import BlockedDestinationError, DestinationPolicy, GuardedTransport
+from webhooks.core.circuit import signal_of
+from webhooks.core.models import ErrorKind, SendRequest, SendResult
+from webhooks.core.signing import signature_header
 from webhooks.secrets import FileSecretStore, UnknownSecretRefError
-from webhooks.signing import signature_header
 
 USER_AGENT = f"StreamPay-Webhooks/{version('streampay-webhooks')}"
 MAX_RESPONSE_BYTES = 64 * 1024
@@ -73,7 +73,7 @@ def new_http_client(
 ) -> httpx.AsyncClient:
     """The one pooled client a worker shares across all sends. Redirects are never followed.
 
-    `destinations` puts the SSRF guard (`activities.guard`) under every connection; the
+    `destinations` puts the SSRF guard (`activities.safe_transport`) under every connection; the
     worker always passes one. Without it nothing is vetted: for tests and benchmarks only.
     """
     limits = httpx.Limits(

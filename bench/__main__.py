@@ -39,12 +39,13 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from bench.floor import FLOOR_WORKFLOW, FloorPost, running_floor_worker, start_floor
-from webhooks import search_attributes as sa
-from webhooks.client import DELIVERY_WORKFLOW, WebhookPublisher, event_body
 from webhooks.config import Settings
-from webhooks.devserver import SQLITE_PRAGMAS
-from webhooks.ids import delivery_id
-from webhooks.receiver import Behavior, ReceivedRequest, Receiver
+from webhooks.core import search_attributes as sa
+from webhooks.core.ids import delivery_id
+from webhooks.core.names import DELIVERY_WORKFLOW
+from webhooks.dev.devserver import SQLITE_PRAGMAS
+from webhooks.dev.receiver import Behavior, ReceivedRequest, Receiver
+from webhooks.publisher import WebhookPublisher, event_body
 from worker import running_worker
 
 BIN = Path(sysconfig.get_path("scripts"))

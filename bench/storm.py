@@ -34,14 +34,14 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from bench.__main__ import BIN, SECRET, _child_pid
-from webhooks import search_attributes as sa
-from webhooks.circuit import CircuitConfig, CircuitPhase, CircuitSnapshot
-from webhooks.client import WebhookPublisher
 from webhooks.config import Settings
-from webhooks.devserver import SQLITE_PRAGMAS
-from webhooks.ids import circuit_id
-from webhooks.models import DeliveryResult, DeliveryState, RetrySchedule
-from webhooks.receiver import ReceivedRequest, Receiver, Respond
+from webhooks.core import search_attributes as sa
+from webhooks.core.circuit import CircuitConfig, CircuitPhase, CircuitSnapshot
+from webhooks.core.ids import circuit_id
+from webhooks.core.models import DeliveryResult, DeliveryState, RetrySchedule
+from webhooks.dev.devserver import SQLITE_PRAGMAS
+from webhooks.dev.receiver import ReceivedRequest, Receiver, Respond
+from webhooks.publisher import WebhookPublisher
 from worker import running_worker
 
 HEALTHY, DEAD = "ep_storm_healthy", "ep_storm_dead"

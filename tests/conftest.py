@@ -15,9 +15,9 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
-from webhooks import search_attributes as sa
-from webhooks.client import WebhookPublisher
 from webhooks.config import Settings
+from webhooks.core import search_attributes as sa
+from webhooks.publisher import WebhookPublisher
 from worker import running_worker
 
 BIN = Path(sysconfig.get_path("scripts"))

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from webhooks.circuit import CircuitConfig
+from webhooks.core.circuit import CircuitConfig
 from webhooks.secrets import FileSecretStore
 
 

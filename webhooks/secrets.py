@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from webhooks.signing import InvalidSecretError, secret_key
+from webhooks.core.signing import InvalidSecretError, secret_key
 
 
 class SecretStoreError(ValueError):

@@ -16,15 +16,17 @@ from temporalio.common import SearchAttributePair, TypedSearchAttributes, Workfl
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
 with workflow.unsafe.imports_passed_through():
-    from webhooks import search_attributes as sa
-    from webhooks.models import (
+    from webhooks.core import search_attributes as sa
+    from webhooks.core.models import (
         DeadLetterEntry,
         DeadLetterState,
         DeadLetterView,
         DeliveryOptions,
+        DeliveryState,
         DiscardRequest,
         RedeliverRequest,
     )
+    from webhooks.core.names import DEAD_LETTER_WORKFLOW, DELIVERY_WORKFLOW
 
 START_RETRY_INTERVAL = timedelta(seconds=1)
 START_RETRY_MAX_INTERVAL = timedelta(minutes=5)
@@ -33,7 +35,7 @@ START_RETRY_MAX_INTERVAL = timedelta(minutes=5)
 
 # A malformed input (say, from a non-Python publisher) fails the workflow with the
 # validation error instead of failing its workflow task forever.
-@workflow.defn(name="DeadLetter", failure_exception_types=[ValidationError])
+@workflow.defn(name=DEAD_LETTER_WORKFLOW, failure_exception_types=[ValidationError])
 class DeadLetter:
     @workflow.init
     def __init__(self, entry: DeadLetterEntry) -> None:
@@ -102,7 +104,7 @@ class DeadLetter:
         while True:
             try:
                 handle = await workflow.start_child_workflow(
-                    "WebhookDelivery",
+                    DELIVERY_WORKFLOW,
                     request,
                     id=old.delivery_id,
                     id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
@@ -111,7 +113,7 @@ class DeadLetter:
                         [
                             SearchAttributePair(sa.ENDPOINT_ID, old.endpoint_id),
                             SearchAttributePair(sa.EVENT_TYPE, old.event_type),
-                            SearchAttributePair(sa.STATUS, "pending"),
+                            SearchAttributePair(sa.STATUS, DeliveryState.PENDING.value),
                         ]
                     ),
                 )

@@ -7,7 +7,7 @@
 
 The send runs as a local activity: one history marker per attempt instead of three events
 and an extra workflow task, which is what makes the success path cheaper than a plain
-activity. Every decision comes from `webhooks.policy`, fed with `workflow.now()` and
+activity. Every decision comes from `webhooks.core.policy`, fed with `workflow.now()` and
 `workflow.random()`, so replays decide the same way.
 """
 
@@ -29,9 +29,9 @@ from temporalio.exceptions import ActivityError, WorkflowAlreadyStartedError
 
 with workflow.unsafe.imports_passed_through():
     from activities.send import SendActivities
-    from webhooks import search_attributes as sa
-    from webhooks.ids import dead_letter_id
-    from webhooks.models import (
+    from webhooks.core import search_attributes as sa
+    from webhooks.core.ids import dead_letter_id
+    from webhooks.core.models import (
         Attempt,
         DeadLetterEntry,
         DeadLetterReason,
@@ -45,7 +45,8 @@ with workflow.unsafe.imports_passed_through():
         SendRequest,
         SendResult,
     )
-    from webhooks.policy import Decision, decide
+    from webhooks.core.names import DELIVERY_WORKFLOW
+    from webhooks.core.policy import Decision, decide
     from workflows.dead_letter import DeadLetter
 
 CIRCUIT_JITTER_SECONDS = 5.0
@@ -56,7 +57,7 @@ SEND_TIMEOUT = timedelta(seconds=60)
 
 # A malformed input (say, from a non-Python publisher) fails the workflow with the
 # validation error instead of failing its workflow task forever.
-@workflow.defn(name="WebhookDelivery", failure_exception_types=[ValidationError])
+@workflow.defn(name=DELIVERY_WORKFLOW, failure_exception_types=[ValidationError])
 class WebhookDelivery:
     @workflow.init
     def __init__(self, request: DeliveryRequest) -> None:
@@ -134,7 +135,6 @@ class WebhookDelivery:
                     url=request.url,
                     body=request.body,
                     secret_ref=request.secret_ref,
-                    attempt=len(self._attempts) + 1,
                 ),
                 start_to_close_timeout=SEND_TIMEOUT,
                 retry_policy=RetryPolicy(maximum_attempts=1),

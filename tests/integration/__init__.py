@@ -18,8 +18,8 @@ from typer.testing import CliRunner, Result
 
 from webhooks.cli import app
 from webhooks.config import Settings
-from webhooks.models import DeliveryResult, DeliveryState, DeliveryStatus, RetrySchedule
-from webhooks.receiver import ReceivedRequest
+from webhooks.core.models import DeliveryResult, DeliveryState, DeliveryStatus, RetrySchedule
+from webhooks.dev.receiver import ReceivedRequest
 from workflows.delivery import WebhookDelivery
 
 T = TypeVar("T")

@@ -11,12 +11,12 @@ import pytest
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
-from webhooks.circuit import CircuitConfig, CircuitPhase, CircuitSnapshot
-from webhooks.client import WebhookPublisher
 from webhooks.config import Settings
-from webhooks.ids import circuit_id
-from webhooks.models import DeliveryResult, DeliveryState, RetrySchedule
-from webhooks.receiver import Behavior, ReceivedRequest, Receiver, Respond
+from webhooks.core.circuit import CircuitConfig, CircuitPhase, CircuitSnapshot
+from webhooks.core.ids import circuit_id
+from webhooks.core.models import DeliveryResult, DeliveryState, RetrySchedule
+from webhooks.dev.receiver import Behavior, ReceivedRequest, Receiver, Respond
+from webhooks.publisher import WebhookPublisher
 from worker import running_worker
 
 CONFIG = CircuitConfig(cooldown_seconds=2, max_cooldown_seconds=4, min_requests=10)

@@ -13,8 +13,9 @@ from temporalio.client import Client, RPCError, WorkflowHandle
 from temporalio.service import RPCStatusCode
 
 from tests.integration import BOUND_SECONDS, Cli, eventually, unique
-from webhooks import search_attributes as sa
-from webhooks.circuit import (
+from webhooks.config import Settings
+from webhooks.core import search_attributes as sa
+from webhooks.core.circuit import (
     CircuitConfig,
     CircuitInput,
     CircuitPhase,
@@ -22,11 +23,10 @@ from webhooks.circuit import (
     OperatorRequest,
     OutcomeReport,
 )
-from webhooks.client import WebhookPublisher
-from webhooks.config import Settings
-from webhooks.ids import circuit_id
-from webhooks.models import DeadLetterReason, DeliveryResult, DeliveryState, RetrySchedule
-from webhooks.receiver import ReceivedRequest, Receiver, Respond
+from webhooks.core.ids import circuit_id
+from webhooks.core.models import DeadLetterReason, DeliveryResult, DeliveryState, RetrySchedule
+from webhooks.dev.receiver import ReceivedRequest, Receiver, Respond
+from webhooks.publisher import WebhookPublisher
 from worker import running_worker
 
 EVENT = "test.circuit_ops"

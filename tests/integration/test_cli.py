@@ -14,8 +14,8 @@ from temporalio.client import Client
 from tests.conftest import BIN
 from tests.integration import Cli, eventually, unique
 from webhooks.config import Settings
-from webhooks.models import DeliveryResult, DeliveryState, DeliveryStatus
-from webhooks.receiver import Receiver, Respond, scripted
+from webhooks.core.models import DeliveryResult, DeliveryState, DeliveryStatus
+from webhooks.dev.receiver import Receiver, Respond, scripted
 from workflows.delivery import WebhookDelivery
 
 

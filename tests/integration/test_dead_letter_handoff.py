@@ -7,10 +7,9 @@ from datetime import UTC, datetime
 
 from temporalio.client import Client
 
-from webhooks.client import WebhookPublisher, build_request
 from webhooks.config import Settings
-from webhooks.ids import dead_letter_id
-from webhooks.models import (
+from webhooks.core.ids import dead_letter_id
+from webhooks.core.models import (
     DeadLetterEntry,
     DeadLetterReason,
     DeadLetterView,
@@ -19,7 +18,8 @@ from webhooks.models import (
     DeliveryState,
     RetrySchedule,
 )
-from webhooks.receiver import Receiver, Respond
+from webhooks.dev.receiver import Receiver, Respond
+from webhooks.publisher import WebhookPublisher, build_request
 
 
 async def test_second_dead_letter_parks_beside_an_open_one(

@@ -20,10 +20,9 @@ from tests.integration import (
     verify,
     wait_for_state,
 )
-from webhooks import search_attributes as sa
-from webhooks.client import WebhookPublisher
-from webhooks.ids import dead_letter_id
-from webhooks.models import (
+from webhooks.core import search_attributes as sa
+from webhooks.core.ids import dead_letter_id
+from webhooks.core.models import (
     DeadLetterReason,
     DeadLetterState,
     DeliveryState,
@@ -31,7 +30,8 @@ from webhooks.models import (
     Outcome,
     RetrySchedule,
 )
-from webhooks.receiver import Behavior, Drop, Hang, Receiver, Respond, scripted
+from webhooks.dev.receiver import Behavior, Drop, Hang, Receiver, Respond, scripted
+from webhooks.publisher import WebhookPublisher
 from workflows.dead_letter import DeadLetter
 from workflows.delivery import WebhookDelivery
 

@@ -18,12 +18,10 @@ from temporalio.service import RPCStatusCode
 
 from tests.conftest import SECRET
 from tests.integration import BOUND_SECONDS, eventually, fast, listed, unique, verify
-from webhooks import search_attributes as sa
-from webhooks.client import WebhookPublisher
 from webhooks.config import Settings
-from webhooks.dlq import DeadLetterFilter, count_open_by_reason, list_dead_letters
-from webhooks.ids import dead_letter_id
-from webhooks.models import (
+from webhooks.core import search_attributes as sa
+from webhooks.core.ids import dead_letter_id
+from webhooks.core.models import (
     DeadLetterReason,
     DeadLetterState,
     DeadLetterView,
@@ -35,7 +33,7 @@ from webhooks.models import (
     RedeliverRequest,
     RetrySchedule,
 )
-from webhooks.receiver import (
+from webhooks.dev.receiver import (
     Behavior,
     Drop,
     ReceivedRequest,
@@ -44,6 +42,8 @@ from webhooks.receiver import (
     Responder,
     scripted,
 )
+from webhooks.ops.dead_letters import DeadLetterFilter, count_open_by_reason, list_dead_letters
+from webhooks.publisher import WebhookPublisher
 from worker import running_worker
 from workflows.dead_letter import DeadLetter
 from workflows.delivery import WebhookDelivery

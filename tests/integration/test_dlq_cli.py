@@ -13,10 +13,8 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowHandle
 
 from tests.integration import BOUND_SECONDS, Cli, eventually, fast, unique
-from webhooks.client import WebhookPublisher
 from webhooks.config import Settings
-from webhooks.dlq import DeadLetterFilter, count_open_by_reason, list_dead_letters, signal_each
-from webhooks.models import (
+from webhooks.core.models import (
     DeadLetterReason,
     DeadLetterState,
     DeadLetterView,
@@ -24,7 +22,14 @@ from webhooks.models import (
     RedeliverRequest,
     RetrySchedule,
 )
-from webhooks.receiver import ReceivedRequest, Receiver, Respond
+from webhooks.dev.receiver import ReceivedRequest, Receiver, Respond
+from webhooks.ops.dead_letters import (
+    DeadLetterFilter,
+    count_open_by_reason,
+    list_dead_letters,
+    signal_each,
+)
+from webhooks.publisher import WebhookPublisher
 from workflows.dead_letter import DeadLetter
 from workflows.delivery import WebhookDelivery
 

@@ -29,11 +29,10 @@ from temporalio.testing import WorkflowEnvironment
 
 from tests.conftest import BIN
 from tests.integration import BOUND_SECONDS, fast, unique
-from webhooks import search_attributes as sa
-from webhooks.client import build_request
 from webhooks.config import Settings
-from webhooks.ids import dead_letter_id
-from webhooks.models import (
+from webhooks.core import search_attributes as sa
+from webhooks.core.ids import dead_letter_id
+from webhooks.core.models import (
     DeadLetterEntry,
     DeadLetterReason,
     DeadLetterState,
@@ -41,7 +40,8 @@ from webhooks.models import (
     DeliveryState,
     RedeliverRequest,
 )
-from webhooks.receiver import Receiver
+from webhooks.dev.receiver import Receiver
+from webhooks.publisher import build_request
 from worker import running_worker
 from workflows.dead_letter import DeadLetter
 from workflows.delivery import WebhookDelivery

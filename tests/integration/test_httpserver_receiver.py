@@ -10,8 +10,8 @@ from standardwebhooks import Webhook
 from temporalio.client import Client
 
 from tests.conftest import SECRET
-from webhooks.client import WebhookPublisher
-from webhooks.models import DeliveryResult, DeliveryState
+from webhooks.core.models import DeliveryResult, DeliveryState
+from webhooks.publisher import WebhookPublisher
 
 
 async def test_delivery_to_a_werkzeug_server(

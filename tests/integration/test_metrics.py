@@ -8,10 +8,10 @@ import socket
 import httpx
 from temporalio.client import Client
 
-from webhooks.client import WebhookPublisher, connect
 from webhooks.config import Settings
-from webhooks.models import DeliveryResult, DeliveryState, RetrySchedule
-from webhooks.receiver import Receiver, Respond
+from webhooks.core.models import DeliveryResult, DeliveryState, RetrySchedule
+from webhooks.dev.receiver import Receiver, Respond
+from webhooks.publisher import WebhookPublisher, connect
 from worker import running_worker
 
 

@@ -27,10 +27,9 @@ from temporalio.testing import WorkflowEnvironment
 
 from tests.conftest import BIN, SECRET
 from tests.integration import BOUND_SECONDS, settled, unique, verify
-from webhooks import search_attributes as sa
-from webhooks.client import WebhookPublisher
 from webhooks.config import Settings
-from webhooks.models import (
+from webhooks.core import search_attributes as sa
+from webhooks.core.models import (
     DeadLetterReason,
     DeadLetterState,
     DeliveryResult,
@@ -38,7 +37,8 @@ from webhooks.models import (
     Outcome,
     RetrySchedule,
 )
-from webhooks.receiver import Receiver, Respond, scripted
+from webhooks.dev.receiver import Receiver, Respond, scripted
+from webhooks.publisher import WebhookPublisher
 from worker import running_worker
 from workflows.dead_letter import DeadLetter
 from workflows.delivery import WebhookDelivery

@@ -14,11 +14,11 @@ from pathlib import Path
 from temporalio.client import Client
 
 from tests.integration import eventually, fast, settled, unique
-from webhooks.client import WebhookPublisher
 from webhooks.config import Settings
-from webhooks.ids import delivery_id
-from webhooks.models import DeliveryState
-from webhooks.receiver import Behavior, Hang, ReceivedRequest, Receiver, Respond
+from webhooks.core.ids import delivery_id
+from webhooks.core.models import DeliveryState
+from webhooks.dev.receiver import Behavior, Hang, ReceivedRequest, Receiver, Respond
+from webhooks.publisher import WebhookPublisher
 from worker import running_worker
 from workflows.delivery import WebhookDelivery
 

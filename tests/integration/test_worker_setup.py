@@ -8,11 +8,11 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from tests.conftest import BIN
-from webhooks import search_attributes as sa
-from webhooks.client import WebhookPublisher
 from webhooks.config import Settings
-from webhooks.models import DeliveryResult, DeliveryState
-from webhooks.receiver import Receiver
+from webhooks.core import search_attributes as sa
+from webhooks.core.models import DeliveryResult, DeliveryState
+from webhooks.dev.receiver import Receiver
+from webhooks.publisher import WebhookPublisher
 from worker import ensure_search_attributes, running_worker
 
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import asyncio
 
-from webhooks.client import connect
 from webhooks.config import Settings
+from webhooks.publisher import connect
 from worker import running_worker
 
 

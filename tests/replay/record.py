@@ -27,10 +27,9 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from tests.integration import settled
-from webhooks import search_attributes as sa
-from webhooks.client import WebhookPublisher
 from webhooks.config import Settings
-from webhooks.models import (
+from webhooks.core import search_attributes as sa
+from webhooks.core.models import (
     DeadLetterView,
     DeliveryResult,
     DeliveryState,
@@ -38,7 +37,8 @@ from webhooks.models import (
     RedeliverRequest,
     RetrySchedule,
 )
-from webhooks.receiver import Hang, Receiver, Respond, scripted
+from webhooks.dev.receiver import Hang, Receiver, Respond, scripted
+from webhooks.publisher import WebhookPublisher
 from worker import running_worker
 from workflows.dead_letter import DeadLetter
 from workflows.delivery import WebhookDelivery

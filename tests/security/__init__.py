@@ -8,7 +8,7 @@ import uuid
 
 from temporalio.client import Client, WorkflowExecution
 
-from webhooks.models import RetrySchedule
+from webhooks.core.models import RetrySchedule
 
 BOUND_SECONDS = 30.0
 """Upper bound for anything a test waits for; a hang fails the test instead of the suite."""

@@ -15,13 +15,13 @@ from typer.testing import CliRunner, Result
 
 from tests.conftest import SECRET
 from tests.security import BOUND_SECONDS, listed, unique
-from webhooks import search_attributes as sa
 from webhooks.cli import app
-from webhooks.client import WebhookPublisher
 from webhooks.config import Settings
-from webhooks.ids import delivery_id
-from webhooks.models import DeliveryState
-from webhooks.receiver import Receiver
+from webhooks.core import search_attributes as sa
+from webhooks.core.ids import delivery_id
+from webhooks.core.models import DeliveryState
+from webhooks.dev.receiver import Receiver
+from webhooks.publisher import WebhookPublisher
 from workflows.delivery import WebhookDelivery
 
 SETTLED = {

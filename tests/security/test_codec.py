@@ -10,7 +10,6 @@ from temporalio.api.common.v1 import Payload
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.converter import DefaultFailureConverterWithEncodedAttributes
 
-from webhooks.client import data_converter
 from webhooks.codec import (
     ENCODING,
     KEY_ID,
@@ -21,6 +20,7 @@ from webhooks.codec import (
     parse_keys,
 )
 from webhooks.config import Settings
+from webhooks.publisher import data_converter
 
 K1, K2 = bytes(range(32)), bytes(range(32, 64))
 K1_TEXT, K2_TEXT = base64.b64encode(K1).decode(), base64.b64encode(K2).decode()

@@ -20,8 +20,8 @@ from typer.testing import CliRunner
 from tests.security import BOUND_SECONDS
 from webhooks.cli import app
 from webhooks.codec import EncryptionCodec
-from webhooks.codec_server import CodecServer, serve_codec
 from webhooks.config import Settings
+from webhooks.server.codec_server import CodecServer, serve_codec
 
 KEY = base64.b64encode(bytes(range(32))).decode()
 TOKEN = "codec-test-token-0123456789"

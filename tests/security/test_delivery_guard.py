@@ -13,12 +13,11 @@ from pathlib import Path
 import pytest
 from temporalio.client import Client
 
-from activities.guard import DestinationPolicy
+from activities.safe_transport import DestinationPolicy
 from activities.send import MAX_RESPONSE_BYTES, SendActivities, new_http_client
 from tests.security import BOUND_SECONDS, fast, unique
-from webhooks.client import WebhookPublisher
 from webhooks.config import Settings
-from webhooks.models import (
+from webhooks.core.models import (
     DeadLetterReason,
     DeadLetterView,
     DeliveryResult,
@@ -27,7 +26,8 @@ from webhooks.models import (
     Outcome,
     SendRequest,
 )
-from webhooks.receiver import Receiver, Respond, Stream, scripted
+from webhooks.dev.receiver import Receiver, Respond, Stream, scripted
+from webhooks.publisher import WebhookPublisher
 from webhooks.secrets import FileSecretStore
 from worker import running_worker
 from workflows.dead_letter import DeadLetter
@@ -143,7 +143,7 @@ async def production_sender(tmp_path: Path) -> AsyncIterator[SendActivities]:
 
 
 def to(url: str) -> SendRequest:
-    return SendRequest(delivery_id="msg_body", url=url, body=BODY, secret_ref="default", attempt=1)
+    return SendRequest(delivery_id="msg_body", url=url, body=BODY, secret_ref="default")
 
 
 async def test_a_1_gib_response_is_cut_at_the_cap(production_sender: SendActivities) -> None:

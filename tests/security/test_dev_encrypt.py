@@ -21,11 +21,11 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 
 from tests.security import BOUND_SECONDS
-from webhooks.client import connect
 from webhooks.config import Settings
-from webhooks.demo import run_dev
-from webhooks.devserver import ensure_dev_codec
-from webhooks.models import DeliveryStatus
+from webhooks.core.models import DeliveryStatus
+from webhooks.dev.demo import run_dev
+from webhooks.dev.devserver import ensure_dev_codec
+from webhooks.publisher import connect
 from workflows.delivery import WebhookDelivery
 
 

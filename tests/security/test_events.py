@@ -9,8 +9,7 @@ from typing import Any
 
 import pytest
 
-from webhooks.client import build_request
-from webhooks.events import (
+from webhooks.core.events import (
     EVENT_TYPES,
     EventData,
     InvalidEventError,
@@ -19,6 +18,7 @@ from webhooks.events import (
     register_event,
     validate_event_data,
 )
+from webhooks.publisher import build_request
 
 SETTLED: dict[str, Any] = {
     "stream_id": "st_1",

@@ -7,7 +7,7 @@ from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_add
 
 import pytest
 
-from activities.guard import DestinationPolicy, blocked_reason, embedded_ipv4
+from activities.safe_transport import DestinationPolicy, blocked_reason, embedded_ipv4
 from webhooks.config import Settings
 
 BLOCKED = {

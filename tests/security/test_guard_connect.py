@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from activities.guard import (
+from activities.safe_transport import (
     BlockedDestinationError,
     DestinationPolicy,
     GuardedBackend,
@@ -30,8 +30,8 @@ from activities.guard import (
     system_resolver,
 )
 from activities.send import SendActivities, error_kind_of, new_http_client
-from webhooks.models import ErrorKind, SendRequest, SendResult
-from webhooks.receiver import Receiver
+from webhooks.core.models import ErrorKind, SendRequest, SendResult
+from webhooks.dev.receiver import Receiver
 from webhooks.secrets import FileSecretStore
 
 SECRET = "whsec_dGhlLWd1YXJkLXRlc3Qtc2lnbmluZy1rZXk="
@@ -86,7 +86,7 @@ def sender(http: httpx.AsyncClient, store: FileSecretStore) -> SendActivities:
 
 
 def attempt(url: str) -> SendRequest:
-    return SendRequest(delivery_id="msg_guard", url=url, body=BODY, secret_ref="default", attempt=1)
+    return SendRequest(delivery_id="msg_guard", url=url, body=BODY, secret_ref="default")
 
 
 # --- refused: the production client against a real receiver on loopback ----------------------

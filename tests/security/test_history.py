@@ -18,12 +18,12 @@ from temporalio.client import Client
 
 from tests.conftest import BIN, SECRET
 from tests.security import BOUND_SECONDS, fast, unique
-from webhooks.client import WebhookPublisher, data_converter
 from webhooks.codec import codec_from_settings, generate_key
-from webhooks.codec_server import CodecServer
 from webhooks.config import Settings
-from webhooks.models import DeliveryResult, DeliveryState
-from webhooks.receiver import Receiver, Respond, scripted
+from webhooks.core.models import DeliveryResult, DeliveryState
+from webhooks.dev.receiver import Receiver, Respond, scripted
+from webhooks.publisher import WebhookPublisher, data_converter
+from webhooks.server.codec_server import CodecServer
 from worker import running_worker
 from workflows.delivery import WebhookDelivery
 

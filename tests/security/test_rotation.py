@@ -16,10 +16,10 @@ from temporalio.client import Client
 
 from activities.send import SendActivities, new_http_client
 from tests.security import BOUND_SECONDS, fast, unique
-from webhooks.client import WebhookPublisher, build_request
 from webhooks.config import Settings
-from webhooks.models import DeliveryState, ErrorKind, SendRequest
-from webhooks.receiver import ReceivedRequest, Receiver
+from webhooks.core.models import DeliveryState, ErrorKind, SendRequest
+from webhooks.dev.receiver import ReceivedRequest, Receiver
+from webhooks.publisher import WebhookPublisher, build_request
 from webhooks.secrets import (
     FileSecretStore,
     NoActiveSecretError,
@@ -135,7 +135,7 @@ async def test_a_ref_whose_secrets_all_expired_signs_nothing_and_publishes_nothi
         )
     async with Receiver() as rx, new_http_client(connect_timeout=1, max_connections=2) as http:
         result = await SendActivities(http, store).send_webhook(
-            SendRequest(delivery_id="msg_x", url=rx.url, body="{}", secret_ref="gone", attempt=1)
+            SendRequest(delivery_id="msg_x", url=rx.url, body="{}", secret_ref="gone")
         )
         assert rx.requests == []
     assert result.error_kind is ErrorKind.SECRET_UNAVAILABLE

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from pydantic import ValidationError
 
-from webhooks.circuit import (
+from webhooks.core.circuit import (
     BUCKET_SECONDS,
     Circuit,
     CircuitConfig,
@@ -19,7 +19,7 @@ from webhooks.circuit import (
     Signal,
     signal_of,
 )
-from webhooks.models import ErrorKind, Gate, SendResult
+from webhooks.core.models import ErrorKind, Gate, SendResult
 
 T0 = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 """On a bucket boundary, so the window arithmetic below is exact."""
@@ -463,7 +463,7 @@ def test_disable_from_any_phase_and_enable() -> None:
         assert phase(c) is CircuitPhase.DISABLED
         assert c.s.disabled_reason == "customer asked"
         assert c.s.next_probe_at is None
-        c.enable()
+        c.reset()
         assert phase(c) is CircuitPhase.CLOSED
         assert c.s.disabled_reason is None
         assert c.gate(T0) == Gate(allow=True)
@@ -482,7 +482,7 @@ def test_an_enabled_endpoint_must_fail_again_from_scratch_to_be_disabled() -> No
     c.record(failures(1), T0)
     c.tick(at(10))
     assert phase(c) is CircuitPhase.DISABLED
-    c.enable()
+    c.reset()
     c.tick(at(100))
     assert phase(c) is CircuitPhase.CLOSED
     c.record(failures(1), at(100))

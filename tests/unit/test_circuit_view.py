@@ -16,7 +16,8 @@ from temporalio.service import RPCStatusCode
 
 from activities.circuit_view import PROBE_POLL_SECONDS, CircuitView
 from tests.integration import eventually, unique
-from webhooks.circuit import (
+from webhooks.config import Settings
+from webhooks.core.circuit import (
     CircuitConfig,
     CircuitInput,
     CircuitPhase,
@@ -24,9 +25,8 @@ from webhooks.circuit import (
     OperatorRequest,
     Signal,
 )
-from webhooks.config import Settings
-from webhooks.ids import circuit_id
-from webhooks.models import Gate
+from webhooks.core.ids import circuit_id
+from webhooks.core.models import Gate
 from worker import running_worker
 
 CONFIG = CircuitConfig(

@@ -13,14 +13,14 @@ import pytest
 from pydantic import BaseModel, ValidationError
 from temporalio.client import Client
 
-from webhooks.client import WebhookPublisher, build_request, event_body
-from webhooks.ids import dead_letter_id, delivery_id
-from webhooks.models import (
+from webhooks.core.ids import dead_letter_id, delivery_id
+from webhooks.core.models import (
     MAX_BODY_BYTES,
     DeliveryOptions,
     DeliveryRequest,
     RetrySchedule,
 )
+from webhooks.publisher import WebhookPublisher, build_request, event_body
 from webhooks.secrets import FileSecretStore, UnknownSecretRefError
 
 T0 = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from webhooks.models import (
+from webhooks.core.models import (
     DeadLetterReason,
     DeliveryOptions,
     ErrorKind,
@@ -15,7 +15,7 @@ from webhooks.models import (
     RetrySchedule,
     SendResult,
 )
-from webhooks.policy import (
+from webhooks.core.policy import (
     Classification,
     Decision,
     base_delay,

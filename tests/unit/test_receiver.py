@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from webhooks.receiver import (
+from webhooks.dev.receiver import (
     MAX_REQUEST_BYTES,
     Behavior,
     Drop,

@@ -8,7 +8,7 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from webhooks.cli import app
-from webhooks.models import DeliveryRequest
+from webhooks.core.models import DeliveryRequest
 
 SCHEMA = Path(__file__).parents[2] / "docs" / "schema" / "delivery-request.json"
 

@@ -26,8 +26,8 @@ from activities.send import (
     new_http_client,
     parse_retry_after,
 )
-from webhooks.models import ErrorKind, SendRequest, SendResult
-from webhooks.receiver import Drop, Hang, Receiver, Respond, Stream, scripted
+from webhooks.core.models import ErrorKind, SendRequest, SendResult
+from webhooks.dev.receiver import Drop, Hang, Receiver, Respond, Stream, scripted
 from webhooks.secrets import FileSecretStore
 
 SECRET = "whsec_" + base64.b64encode(b"send-activity-test-key-01").decode()
@@ -53,16 +53,12 @@ def acts(http: httpx.AsyncClient, store: FileSecretStore) -> SendActivities:
     return SendActivities(http, store, timeout_seconds=2)
 
 
-def send_request(url: str, secret_ref: str = "default", attempt: int = 1) -> SendRequest:
-    return SendRequest(
-        delivery_id="msg_test", url=url, body=BODY, secret_ref=secret_ref, attempt=attempt
-    )
+def send_request(url: str, secret_ref: str = "default") -> SendRequest:
+    return SendRequest(delivery_id="msg_test", url=url, body=BODY, secret_ref=secret_ref)
 
 
-async def send_to(
-    acts: SendActivities, rx: Receiver, secret_ref: str = "default", attempt: int = 1
-) -> SendResult:
-    return await acts.send_webhook(send_request(rx.url + "/hook", secret_ref, attempt))
+async def send_to(acts: SendActivities, rx: Receiver, secret_ref: str = "default") -> SendResult:
+    return await acts.send_webhook(send_request(rx.url + "/hook", secret_ref))
 
 
 def closed_port() -> int:
@@ -124,8 +120,8 @@ async def test_runs_as_an_activity(acts: SendActivities) -> None:
 
 async def test_each_attempt_is_signed_afresh_over_the_same_bytes(acts: SendActivities) -> None:
     async with Receiver() as rx:
-        for attempt in (1, 2):
-            await send_to(acts, rx, attempt=attempt)
+        for _ in (1, 2):
+            await send_to(acts, rx)
     first, second = rx.requests
     assert first.body == second.body
     assert first.headers["webhook-id"] == second.headers["webhook-id"]

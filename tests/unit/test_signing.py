@@ -8,7 +8,7 @@ import time
 import pytest
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from webhooks.signing import InvalidSecretError, secret_key, sign, signature_header
+from webhooks.core.signing import InvalidSecretError, secret_key, sign, signature_header
 
 SECRET = "whsec_" + base64.b64encode(b"unit-test-signing-key-24b").decode()
 OTHER = "whsec_" + base64.b64encode(b"another-signing-key-0123456").decode()

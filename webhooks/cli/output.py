@@ -16,9 +16,9 @@ from rich.table import Table
 from temporalio.client import Client, RPCError, WorkflowHandle
 from temporalio.service import RPCStatusCode
 
-from webhooks.client import connect
 from webhooks.config import Settings
-from webhooks.models import Attempt
+from webhooks.core.models import Attempt
+from webhooks.publisher import connect
 from webhooks.secrets import SecretStoreError
 
 out = Console()

@@ -9,7 +9,7 @@ and logged. Every model forbids extra fields, so adding personal data to an even
 code change with a review, not an accident at a call site.
 
 Publishing validates `data` against the model registered for the event type (see
-`webhooks.client.build_request`); event types without a model pass through unchecked.
+`webhooks.publisher.build_request`); event types without a model pass through unchecked.
 New types register with `@register_event("type.name")`.
 """
 

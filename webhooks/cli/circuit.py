@@ -11,10 +11,11 @@ from rich.table import Table
 from temporalio.client import RPCError
 from temporalio.service import RPCStatusCode
 
-from webhooks.circuit import VIEW_LAG_SECONDS, CircuitInput, CircuitSnapshot, OperatorRequest
+from webhooks.cli.output import CliError, JsonFlag, out, print_json, run, temporal_client, when
 from webhooks.config import Settings
-from webhooks.console import CliError, JsonFlag, out, print_json, run, temporal_client, when
-from webhooks.ids import circuit_id
+from webhooks.core.circuit import VIEW_LAG_SECONDS, CircuitInput, CircuitSnapshot, OperatorRequest
+from webhooks.core.ids import circuit_id
+from webhooks.core.names import CIRCUIT_WORKFLOW
 
 circuit_app = typer.Typer(no_args_is_help=True, help="Per-endpoint circuit breakers.")
 
@@ -78,7 +79,7 @@ def _signal(
         if start:
             # Disabling must work for an endpoint that never failed (no circuit yet).
             await client.start_workflow(
-                "EndpointCircuit",
+                CIRCUIT_WORKFLOW,
                 CircuitInput(endpoint_id=endpoint_id, config=settings.circuit),
                 id=circuit_id(endpoint_id),
                 task_queue=settings.task_queue,

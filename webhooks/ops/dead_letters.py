@@ -17,14 +17,10 @@ from datetime import datetime
 from temporalio.client import Client, RPCError
 from temporalio.service import RPCStatusCode
 
-from webhooks import search_attributes as sa
-from webhooks.models import DeadLetterReason, DeadLetterState
-
-DEAD_LETTER_WORKFLOW = "DeadLetter"
-
-
-def _quote(value: str) -> str:
-    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+from webhooks.core import search_attributes as sa
+from webhooks.core.models import DeadLetterReason, DeadLetterState
+from webhooks.core.names import DEAD_LETTER_WORKFLOW
+from webhooks.core.visibility import quote
 
 
 @dataclass(frozen=True)
@@ -40,19 +36,19 @@ class DeadLetterFilter:
 
     def query(self) -> str:
         """The visibility query, usable as is with `temporal workflow list --query`."""
-        clauses = [f"WorkflowType={_quote(DEAD_LETTER_WORKFLOW)}"]
+        clauses = [f"WorkflowType={quote(DEAD_LETTER_WORKFLOW)}"]
         if self.state is not None:
-            clauses.append(f"{sa.STATUS.name}={_quote(self.state.value)}")
+            clauses.append(f"{sa.STATUS.name}={quote(self.state.value)}")
         if self.endpoint_id:
-            clauses.append(f"{sa.ENDPOINT_ID.name}={_quote(self.endpoint_id)}")
+            clauses.append(f"{sa.ENDPOINT_ID.name}={quote(self.endpoint_id)}")
         if self.event_type:
-            clauses.append(f"{sa.EVENT_TYPE.name}={_quote(self.event_type)}")
+            clauses.append(f"{sa.EVENT_TYPE.name}={quote(self.event_type)}")
         if self.reason:
-            clauses.append(f"{sa.DEAD_LETTER_REASON.name}={_quote(self.reason.value)}")
+            clauses.append(f"{sa.DEAD_LETTER_REASON.name}={quote(self.reason.value)}")
         if self.since:
-            clauses.append(f"StartTime>={_quote(self.since.isoformat())}")
+            clauses.append(f"StartTime>={quote(self.since.isoformat())}")
         if self.until:
-            clauses.append(f"StartTime<{_quote(self.until.isoformat())}")
+            clauses.append(f"StartTime<{quote(self.until.isoformat())}")
         return " AND ".join(clauses)
 
 

@@ -18,7 +18,7 @@ from typing import BinaryIO
 
 from temporalio.client import Client
 
-from webhooks import search_attributes as sa
+from webhooks.core import search_attributes as sa
 
 SQLITE_PRAGMAS = ["--sqlite-pragma", "journal_mode=wal", "--sqlite-pragma", "synchronous=normal"]
 """WAL makes the dev server's SQLite about 1.8x faster for this workload (see the brief)."""

@@ -17,8 +17,8 @@ from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
     from activities.circuit_view import CircuitActivities
-    from webhooks import search_attributes as sa
-    from webhooks.circuit import (
+    from webhooks.core import search_attributes as sa
+    from webhooks.core.circuit import (
         Circuit,
         CircuitInput,
         CircuitPhase,
@@ -26,12 +26,13 @@ with workflow.unsafe.imports_passed_through():
         OperatorRequest,
         OutcomeReport,
     )
-    from webhooks.models import Gate
+    from webhooks.core.models import Gate
+    from webhooks.core.names import CIRCUIT_WORKFLOW
 
 
 # A malformed input (say, from a non-Python publisher) fails the workflow with the
 # validation error instead of failing its workflow task forever.
-@workflow.defn(name="EndpointCircuit", failure_exception_types=[ValidationError])
+@workflow.defn(name=CIRCUIT_WORKFLOW, failure_exception_types=[ValidationError])
 class EndpointCircuit:
     @workflow.init
     def __init__(self, input: CircuitInput) -> None:
@@ -93,7 +94,7 @@ class EndpointCircuit:
 
     @workflow.signal(name="enable")
     def enable(self, request: OperatorRequest | None = None) -> None:
-        self._operator("enable", request, self._circuit.enable)
+        self._operator("enable", request, self._circuit.reset)
 
     @workflow.query(name="state")
     def state(self) -> CircuitSnapshot:

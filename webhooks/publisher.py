@@ -33,15 +33,14 @@ from temporalio.converter import DataConverter, DefaultFailureConverterWithEncod
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 
-from webhooks import search_attributes as sa
 from webhooks.codec import codec_from_settings
 from webhooks.config import Settings
-from webhooks.events import validate_event_data
-from webhooks.ids import delivery_id as make_delivery_id
-from webhooks.models import DeliveryOptions, DeliveryRequest, RetrySchedule
+from webhooks.core import search_attributes as sa
+from webhooks.core.events import validate_event_data
+from webhooks.core.ids import delivery_id as make_delivery_id
+from webhooks.core.models import DeliveryOptions, DeliveryRequest, DeliveryState, RetrySchedule
+from webhooks.core.names import DEFAULT_TASK_QUEUE, DELIVERY_WORKFLOW
 from webhooks.secrets import FileSecretStore
-
-DELIVERY_WORKFLOW = "WebhookDelivery"
 
 
 def data_converter(settings: Settings) -> DataConverter:
@@ -109,7 +108,7 @@ def build_request(
 ) -> DeliveryRequest:
     """Validate everything and build the workflow input; raises ValueError on bad input.
 
-    `data` of a registered event type (`webhooks.events`) must match its model."""
+    `data` of a registered event type (`webhooks.core.events`) must match its model."""
     if secrets is not None:
         secrets.keys(secret_ref)  # raises if unknown, or if every secret of it has expired
     data = validate_event_data(event_type, data)
@@ -140,7 +139,7 @@ class WebhookPublisher:
         self,
         client: Client,
         *,
-        task_queue: str = "webhooks",
+        task_queue: str = DEFAULT_TASK_QUEUE,
         secrets: FileSecretStore | None = None,
         require_https: bool = False,
     ) -> None:
@@ -168,7 +167,7 @@ class WebhookPublisher:
                     [
                         SearchAttributePair(sa.ENDPOINT_ID, request.endpoint_id),
                         SearchAttributePair(sa.EVENT_TYPE, request.event_type),
-                        SearchAttributePair(sa.STATUS, "pending"),
+                        SearchAttributePair(sa.STATUS, DeliveryState.PENDING.value),
                     ]
                 ),
                 static_summary=f"{request.event_type} -> {request.endpoint_id}",

@@ -11,7 +11,7 @@ import random
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from webhooks.models import (
+from webhooks.core.models import (
     DeadLetterReason,
     DeliveryOptions,
     ErrorKind,

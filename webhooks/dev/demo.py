@@ -17,15 +17,15 @@ from typing import Any
 from rich.console import Console
 from temporalio.client import Client
 
-from webhooks.client import WebhookPublisher, connect
 from webhooks.codec import EncryptionCodec
-from webhooks.codec_server import CodecServer
 from webhooks.config import Settings
-from webhooks.devserver import dev_server, ensure_dev_codec, ensure_dev_secrets
-from webhooks.models import DeliveryResult, RetrySchedule
-from webhooks.receiver import Behavior, Drop, ReceivedRequest, Receiver, Respond, scripted
+from webhooks.core.models import DeliveryResult, RetrySchedule
+from webhooks.core.signing import sign
+from webhooks.dev.devserver import dev_server, ensure_dev_codec, ensure_dev_secrets
+from webhooks.dev.receiver import Behavior, Drop, ReceivedRequest, Receiver, Respond, scripted
+from webhooks.publisher import WebhookPublisher, connect
 from webhooks.secrets import FileSecretStore
-from webhooks.signing import sign
+from webhooks.server.codec_server import CodecServer
 
 DEMO_SCHEDULE = RetrySchedule(
     schedule_seconds=[0, 2, 4, 8, 16], jitter=0.2, throttled_min_seconds=0
@@ -53,7 +53,7 @@ async def run_dev(
     encrypt: bool = False,
     codec_port: int = 8081,
 ) -> None:
-    from webhooks.console import serve_until_stopped
+    from webhooks.cli.output import serve_until_stopped
     from worker import run_worker
 
     secrets_file = Path(os.environ.get("WEBHOOKS_SECRETS_FILE") or ensure_dev_secrets(state_dir))

@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from webhooks.http11 import ConnectionServer, HttpError, Response, read_request
+from webhooks.server.http11 import ConnectionServer, HttpError, Response, read_request
 
 MAX_REQUEST_BYTES = 1024 * 1024
 

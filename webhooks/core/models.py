@@ -149,7 +149,6 @@ class SendRequest(_Model):
     url: str
     body: str
     secret_ref: str
-    attempt: int
 
 
 class Gate(_Model):

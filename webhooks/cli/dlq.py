@@ -11,8 +11,7 @@ from rich.progress import Progress
 from rich.table import Table
 from temporalio.client import Client
 
-from webhooks.config import Settings
-from webhooks.console import (
+from webhooks.cli.output import (
     CliError,
     JsonFlag,
     attempt_table,
@@ -24,7 +23,15 @@ from webhooks.console import (
     temporal_client,
     when,
 )
-from webhooks.dlq import (
+from webhooks.config import Settings
+from webhooks.core.models import (
+    DeadLetterReason,
+    DeadLetterState,
+    DeadLetterView,
+    DiscardRequest,
+    RedeliverRequest,
+)
+from webhooks.ops.dead_letters import (
     BulkSummary,
     DeadLetterFilter,
     DeadLetterRow,
@@ -32,13 +39,6 @@ from webhooks.dlq import (
     count_open_by_reason,
     list_dead_letters,
     signal_each,
-)
-from webhooks.models import (
-    DeadLetterReason,
-    DeadLetterState,
-    DeadLetterView,
-    DiscardRequest,
-    RedeliverRequest,
 )
 
 dlq_app = typer.Typer(no_args_is_help=True, help="The dead-letter queue.")

@@ -19,7 +19,7 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from webhooks.models import ErrorKind, Gate, SendResult
+from webhooks.core.models import ErrorKind, Gate, SendResult
 
 BUCKET_SECONDS = 10
 """Failure-rate window granularity."""
@@ -189,9 +189,6 @@ class Circuit:
         self.s.disabled_reason = reason
         self.s.next_probe_at = None
         self.s.probe_lease_until = None
-
-    def enable(self) -> None:
-        self.reset()
 
     # -- outputs ------------------------------------------------------------------------
 

@@ -12,11 +12,9 @@ from typing import Annotated
 
 import typer
 
-from webhooks.cli_circuit import circuit_app
-from webhooks.cli_dlq import dlq_app
-from webhooks.client import WebhookPublisher, build_request
-from webhooks.config import Settings
-from webhooks.console import (
+from webhooks.cli.circuit import circuit_app
+from webhooks.cli.dlq import dlq_app
+from webhooks.cli.output import (
     CliError,
     JsonFlag,
     attempt_table,
@@ -29,7 +27,9 @@ from webhooks.console import (
     temporal_client,
     when,
 )
-from webhooks.models import Attempt, DeliveryRequest, DeliveryStatus, RetrySchedule
+from webhooks.config import Settings
+from webhooks.core.models import Attempt, DeliveryRequest, DeliveryStatus, RetrySchedule
+from webhooks.publisher import WebhookPublisher, build_request
 
 app = typer.Typer(
     no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False, help=__doc__
@@ -174,7 +174,7 @@ def dev(
     codec_port: Annotated[int, typer.Option(help="Codec server port (with --encrypt).")] = 8081,
 ) -> None:
     """Run the Temporal dev server (SQLite, Web UI) and a worker; Ctrl-C stops both."""
-    from webhooks.demo import run_dev
+    from webhooks.dev.demo import run_dev
 
     run(
         run_dev(
@@ -198,7 +198,7 @@ def codec_server(
     ] = None,
 ) -> None:
     """Decode encrypted payloads for the Temporal UI/CLI (needs WEBHOOKS_CODEC_SERVER_TOKEN)."""
-    from webhooks.codec_server import DEFAULT_ORIGINS, serve_codec
+    from webhooks.server.codec_server import DEFAULT_ORIGINS, serve_codec
 
     def announce(message: str) -> None:
         out.print(message, highlight=False)

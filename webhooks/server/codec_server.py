@@ -27,7 +27,7 @@ from temporalio.api.common.v1 import Payload
 
 from webhooks.codec import CodecKeyError, EncryptionCodec, codec_from_settings
 from webhooks.config import Settings
-from webhooks.http11 import ConnectionServer, HttpError, Request, Response, read_request
+from webhooks.server.http11 import ConnectionServer, HttpError, Request, Response, read_request
 
 DEFAULT_ORIGINS = ("http://localhost:8233", "http://127.0.0.1:8233")
 """The dev server's Web UI."""

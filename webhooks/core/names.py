@@ -1,0 +1,12 @@
+"""The names other systems rely on: workflow types and the default task queues.
+
+One place for each, so a rename is one edit (and a replay test away from being caught).
+"""
+
+from __future__ import annotations
+
+DELIVERY_WORKFLOW = "WebhookDelivery"
+DEAD_LETTER_WORKFLOW = "DeadLetter"
+CIRCUIT_WORKFLOW = "EndpointCircuit"
+
+DEFAULT_TASK_QUEUE = "webhooks"
