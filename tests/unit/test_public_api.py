@@ -31,4 +31,4 @@ def test_the_documented_names_come_from_the_package() -> None:
 
 def test_an_unknown_name_is_an_attribute_error() -> None:
     with pytest.raises(AttributeError, match="no attribute 'Nope'"):
-        _ = webhooks.Nope  # type: ignore[attr-defined]
+        _ = webhooks.Nope
