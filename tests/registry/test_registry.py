@@ -35,20 +35,25 @@ async def test_create_then_read_it_back(registry: EndpointRegistry) -> None:
         new(event_types=["stream.settled", "payment.tick"], description="main"), actor="ann"
     )
     endpoint = created.endpoint
-    assert endpoint.id.startswith("ep_") and len(endpoint.id) == 29
+    assert endpoint.id.startswith("ep_")
+    assert len(endpoint.id) == 29
     assert created.secret.get_secret_value().startswith("whsec_")
     assert len(secret_key(created.secret.get_secret_value())) == 24
-    assert endpoint.state is EndpointState.ENABLED and endpoint.version == 1
+    assert endpoint.state is EndpointState.ENABLED
+    assert endpoint.version == 1
     assert endpoint.event_types == ["payment.tick", "stream.settled"]
-    assert len(endpoint.secrets) == 1 and endpoint.secrets[0].expires_at is None
+    assert len(endpoint.secrets) == 1
+    assert endpoint.secrets[0].expires_at is None
     assert await registry.get(endpoint.id) == endpoint
     resolved = await registry.resolve(endpoint.id)
     assert resolved is not None
     assert resolved.keys == (secret_key(created.secret.get_secret_value()),)
-    assert resolved.url == URL and resolved.account_id == "acct_1"
+    assert resolved.url == URL
+    assert resolved.account_id == "acct_1"
     [entry] = await registry.audit(target=endpoint.id)
     assert (entry.actor, entry.action, entry.before) == ("ann", "create", None)
-    assert entry.after is not None and entry.after["url"] == URL
+    assert entry.after is not None
+    assert entry.after["url"] == URL
     assert created.secret.get_secret_value() not in str(entry.after)
 
 
@@ -117,7 +122,8 @@ async def test_concurrent_updates_at_the_same_version_one_wins(
     won = [r for r in results if not isinstance(r, BaseException)]
     lost = [r for r in results if isinstance(r, BaseException)]
     assert len(won) == 1
-    assert len(lost) == 3 and all(isinstance(r, VersionConflictError) for r in lost)
+    assert len(lost) == 3
+    assert all(isinstance(r, VersionConflictError) for r in lost)
     assert (await registry.get(endpoint.id)).version == 2
 
 
@@ -127,11 +133,14 @@ async def test_update_of_filter_and_settings(registry: EndpointRegistry) -> None
         retry=RetrySchedule(schedule_seconds=[0, 1]), timeout_seconds=3, headers={"x-k": "v"}
     )
     changed = await registry.update(endpoint.id, EndpointChanges(settings=settings))
-    assert changed.settings == settings and changed.event_types == ["a.b"]
+    assert changed.settings == settings
+    assert changed.event_types == ["a.b"]
     everything = await registry.update(endpoint.id, EndpointChanges(event_types=None))
-    assert everything.event_types is None and everything.settings == settings
+    assert everything.event_types is None
+    assert everything.settings == settings
     resolved = await registry.resolve(endpoint.id)
-    assert resolved is not None and resolved.settings == settings
+    assert resolved is not None
+    assert resolved.settings == settings
 
 
 async def test_disable_enable_delete(registry: EndpointRegistry) -> None:
@@ -143,7 +152,8 @@ async def test_disable_enable_delete(registry: EndpointRegistry) -> None:
     with pytest.raises(EndpointUnavailableError, match="disabled"):
         await registry.deliverable(endpoint.id)
     enabled = await registry.enable(endpoint.id)
-    assert enabled.state is EndpointState.ENABLED and enabled.disabled_reason is None
+    assert enabled.state is EndpointState.ENABLED
+    assert enabled.disabled_reason is None
     assert (await registry.deliverable(endpoint.id)).id == endpoint.id
     with pytest.raises(EndpointUnavailableError, match="does not belong to account 'acct_x'"):
         await registry.deliverable(endpoint.id, account_id="acct_x")
@@ -167,14 +177,17 @@ async def test_rotation_keeps_the_old_secret_signing_until_the_overlap_ends(
     old = secret_key(created.secret.get_secret_value())
     rotated = await registry.rotate_secret(created.endpoint.id, overlap_seconds=3600)
     fresh = secret_key(rotated.secret.get_secret_value())
-    assert fresh != old and rotated.endpoint.version == 2
+    assert fresh != old
+    assert rotated.endpoint.version == 2
     resolved = await registry.resolve(created.endpoint.id)
-    assert resolved is not None and resolved.keys == (fresh, old)
+    assert resolved is not None
+    assert resolved.keys == (fresh, old)
     expiries = sorted(str(s.expires_at) for s in rotated.endpoint.secrets)
     assert expiries == sorted([str(now + timedelta(hours=1)), "None"])
     clock[0] = now + timedelta(hours=1, seconds=1)
     resolved = await registry.resolve(created.endpoint.id)
-    assert resolved is not None and resolved.keys == (fresh,)
+    assert resolved is not None
+    assert resolved.keys == (fresh,)
     again = await registry.rotate_secret(created.endpoint.id, overlap_seconds=0)
     assert len(again.endpoint.secrets) == 2  # the expired one is removed
     resolved = await registry.resolve(created.endpoint.id)
@@ -191,7 +204,8 @@ async def test_import_legacy_refs_is_idempotent(registry: EndpointRegistry) -> N
     again = await registry.import_legacy(entries, account_id="acct_1")
     assert [(i.endpoint_id, i.created) for i in again] == [(i.endpoint_id, False) for i in first]
     resolved = await registry.resolve_legacy("rotating")
-    assert resolved is not None and resolved.keys == (k2, k1)
+    assert resolved is not None
+    assert resolved.keys == (k2, k1)
     endpoint = await registry.get(first[0].endpoint_id)
     assert endpoint.state is EndpointState.DISABLED
     assert endpoint.disabled_reason == IMPORTED_REASON
