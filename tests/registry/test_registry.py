@@ -175,6 +175,7 @@ async def test_rotation_keeps_the_old_secret_signing_until_the_overlap_ends(
     registry._clock = lambda: clock[0]
     created = await registry.create(new())
     old = secret_key(created.secret.get_secret_value())
+    clock[0] = now = now + timedelta(seconds=1)
     rotated = await registry.rotate_secret(created.endpoint.id, overlap_seconds=3600)
     fresh = secret_key(rotated.secret.get_secret_value())
     assert fresh != old
@@ -188,6 +189,7 @@ async def test_rotation_keeps_the_old_secret_signing_until_the_overlap_ends(
     resolved = await registry.resolve(created.endpoint.id)
     assert resolved is not None
     assert resolved.keys == (fresh,)
+    clock[0] += timedelta(seconds=1)
     again = await registry.rotate_secret(created.endpoint.id, overlap_seconds=0)
     assert len(again.endpoint.secrets) == 2  # the expired one is removed
     resolved = await registry.resolve(created.endpoint.id)
