@@ -30,6 +30,7 @@ from webhooks.registry.errors import (
     SecretKeysError,
     VersionConflictError,
 )
+from webhooks.registry.migrate import require_current, upgrade
 from webhooks.registry.models import (
     DEFAULT_OVERLAP_SECONDS,
     AuditEntry,
@@ -501,15 +502,24 @@ def _endpoint(row: Row[Any], secrets: list[SecretInfo]) -> Endpoint:
 
 @asynccontextmanager
 async def open_registry(
-    settings: Settings, *, keys: bool = True, resolver: Resolver = resolve_host
+    settings: Settings,
+    *,
+    keys: bool = True,
+    migrate: bool = False,
+    resolver: Resolver = resolve_host,
 ) -> AsyncIterator[EndpointRegistry]:
-    """The registry the settings name, for the block's duration. `keys=False` opens it
-    without the secret key ring (publishers: they never see secrets)."""
+    """The registry the settings name, for the block's duration.
+
+    `keys=False` opens it without the secret key ring (publishers: they never see secrets).
+    `migrate=True` brings an empty or older schema up to date (the worker and `webhooks
+    dev`); otherwise a schema that is not current is refused with what to run."""
+    ring = SecretKeyRing.from_settings(settings) if keys else None
     engine = create_engine(settings.registry_url())
     try:
+        await (upgrade(engine) if migrate else require_current(engine))
         yield EndpointRegistry(
             RegistryStore(engine),
-            SecretKeyRing.from_settings(settings) if keys else None,
+            ring,
             destinations=DestinationPolicy.from_settings(settings),
             resolver=resolver,
         )
