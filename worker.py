@@ -20,10 +20,14 @@ from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import Worker
 
 from activities.circuit_view import CircuitActivities, CircuitView
+from activities.endpoint_cache import EndpointCache
 from activities.safe_transport import DestinationPolicy
 from activities.send import SendActivities, new_http_client
 from webhooks.config import Settings
 from webhooks.core import search_attributes as sa
+from webhooks.registry.crypto import SecretKeyRing
+from webhooks.registry.errors import SecretKeysError
+from webhooks.registry.service import open_registry
 from workflows.dead_letter import DeadLetter
 from workflows.delivery import WebhookDelivery
 from workflows.endpoint_circuit import EndpointCircuit
@@ -70,9 +74,17 @@ async def ensure_search_attributes(client: Client) -> None:
 
 @asynccontextmanager
 async def running_worker(client: Client, settings: Settings) -> AsyncIterator[Worker]:
-    """Run a worker (with its shared HTTP client and circuit view) for the block's duration."""
+    """Run a worker (with its shared HTTP client, endpoint cache and circuit view) for the
+    block's duration. Migrates an empty or older registry first; refuses a newer one, and
+    refuses to start without the key ring that opens endpoint secrets."""
     await ensure_search_attributes(client)
+    if SecretKeyRing.from_settings(settings) is None:
+        raise SecretKeysError(
+            "the worker needs WEBHOOKS_SECRET_KEYS (or _FILE) to open endpoint secrets; "
+            "see docs/security.md"
+        )
     async with (
+        open_registry(settings, migrate=True) as registry,
         new_http_client(
             connect_timeout=settings.connect_timeout_seconds,
             max_connections=settings.max_connections,
@@ -86,7 +98,11 @@ async def running_worker(client: Client, settings: Settings) -> AsyncIterator[Wo
     ):
         sender = SendActivities(
             http,
-            settings.secret_store(),
+            EndpointCache(
+                registry,
+                ttl=settings.registry_cache_seconds,
+                stale=settings.registry_stale_seconds,
+            ),
             timeout_seconds=settings.http_timeout_seconds,
             excerpt_bytes=settings.response_excerpt_bytes,
             circuit=view,

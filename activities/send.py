@@ -1,8 +1,13 @@
-"""The send activity: one signed HTTP POST per attempt, and nothing else.
+"""The send activity: resolve the endpoint, then one signed HTTP POST per attempt.
 
-It never raises for anything the receiver does: every outcome (status, timeout, refused
-connection, oversized body) comes back as a `SendResult` that the workflow records and
-classifies. Temporal's own retries are off; the workflow's loop is the retry policy.
+Every attempt asks the registry (through the worker's short-TTL `EndpointCache`) for the
+endpoint's URL, signing secrets, settings and state, so a URL fixed by the customer, a
+rotated secret or a disable applies to the next attempt of every waiting delivery.
+
+It never raises for anything the receiver or the registry does: every outcome (status,
+timeout, refused connection, disabled or deleted endpoint, unreachable database) comes
+back as a `SendResult` that the workflow records and classifies. Temporal's own retries
+are off; the workflow's loop is the retry policy.
 """
 
 from __future__ import annotations
@@ -11,6 +16,8 @@ import asyncio
 import socket
 import ssl
 import time
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from importlib.metadata import version
@@ -19,11 +26,13 @@ import httpx
 from temporalio import activity
 
 from activities.circuit_view import CircuitView
+from activities.endpoint_cache import EndpointCache
 from activities.safe_transport import BlockedDestinationError, DestinationPolicy, GuardedTransport
 from webhooks.core.circuit import signal_of
 from webhooks.core.models import ErrorKind, SendRequest, SendResult
 from webhooks.core.signing import signature_header
-from webhooks.secrets import FileSecretStore, UnknownSecretRefError
+from webhooks.registry.errors import RegistryUnavailableError, SecretKeysError
+from webhooks.registry.models import EndpointState
 
 USER_AGENT = f"StreamPay-Webhooks/{version('streampay-webhooks')}"
 MAX_RESPONSE_BYTES = 64 * 1024
@@ -91,13 +100,31 @@ def new_http_client(
     )
 
 
+@dataclass(frozen=True)
+class Refusal:
+    """Why an attempt cannot be sent (no request is made): recorded as a failed attempt."""
+
+    kind: ErrorKind
+    error: str
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where and how one attempt goes, as resolved from the registry."""
+
+    url: str
+    keys: tuple[bytes, ...]
+    headers: Mapping[str, str]
+    timeout: float
+
+
 class SendActivities:
-    """Holds the worker's shared HTTP client, secret store and circuit view."""
+    """Holds the worker's shared HTTP client, endpoint cache and circuit view."""
 
     def __init__(
         self,
         http: httpx.AsyncClient,
-        secrets: FileSecretStore | None,
+        endpoints: EndpointCache,
         *,
         timeout_seconds: float = 15,
         excerpt_bytes: int = 1024,
@@ -105,24 +132,78 @@ class SendActivities:
     ) -> None:
         self._circuit = circuit
         self._http = http
-        self._secrets = secrets
+        self._endpoints = endpoints
         self._timeout = timeout_seconds
         self._excerpt_bytes = excerpt_bytes
 
     @activity.defn(name="send_webhook")
     async def send_webhook(self, request: SendRequest) -> SendResult:
-        """One attempt, unless the endpoint's circuit holds it back (then no request)."""
+        """One attempt, unless the registry refuses it (disabled, deleted, unreachable:
+        no request, a failed attempt) or the endpoint's circuit holds it back (no request,
+        not an attempt)."""
+        started_at, t0 = datetime.now(UTC), time.perf_counter()
+        target = await self._resolve(request)
+        if isinstance(target, Refusal):
+            elapsed = round((time.perf_counter() - t0) * 1000, 3)
+            return SendResult(
+                started_at=started_at,
+                duration_ms=elapsed,
+                error_kind=target.kind,
+                error=target.error,
+            )
         gated = self._circuit is not None and bool(request.endpoint_id)
         gate = self._circuit.gate(request.endpoint_id) if self._circuit and gated else None
         if gate is not None and not gate.allow:
             return SendResult(started_at=datetime.now(UTC), duration_ms=0, gate=gate)
-        result = await self._post(request)
+        result = await self._post(request, target)
         if self._circuit and gated:
             probe = gate is not None and gate.probe
             self._circuit.record(request.endpoint_id, signal_of(result), probe=probe)
         return result
 
-    async def _post(self, request: SendRequest) -> SendResult:
+    async def _resolve(self, request: SendRequest) -> Target | Refusal:
+        """The endpoint's URL, keys and settings now, or why this attempt cannot be sent."""
+        try:
+            if request.url is not None:
+                # Started before the registry: its own URL, the secrets imported for its ref.
+                ref = request.secret_ref or "default"
+                found = await self._endpoints.legacy(ref)
+                if found is None:
+                    return Refusal(
+                        ErrorKind.SECRET_UNAVAILABLE,
+                        f"unknown secret_ref {ref!r}: import it with `webhooks endpoint import`",
+                    )
+                url = request.url
+            else:
+                found = await self._endpoints.endpoint(request.endpoint_id)
+                if found is None:
+                    return Refusal(
+                        ErrorKind.ENDPOINT_DELETED,
+                        f"endpoint {request.endpoint_id!r} is no longer in the registry",
+                    )
+                if found.state is EndpointState.DISABLED:
+                    return Refusal(
+                        ErrorKind.ENDPOINT_DISABLED,
+                        f"endpoint {request.endpoint_id!r} is disabled in the registry",
+                    )
+                url = found.url
+        except RegistryUnavailableError as err:
+            return Refusal(ErrorKind.REGISTRY_UNAVAILABLE, str(err)[:200])
+        except SecretKeysError as err:
+            return Refusal(ErrorKind.SECRET_UNAVAILABLE, str(err)[:200])
+        if not found.keys:
+            return Refusal(
+                ErrorKind.SECRET_UNAVAILABLE, f"endpoint {found.id!r} has no unexpired secret"
+            )
+        settings = found.settings
+        return Target(
+            url=url,
+            keys=found.keys,
+            headers=settings.headers,
+            timeout=settings.timeout_seconds or self._timeout,
+        )
+
+    async def _post(self, request: SendRequest, target: Target) -> SendResult:
         started_at = datetime.now(UTC)
         t0 = time.perf_counter()
 
@@ -132,22 +213,21 @@ class SendActivities:
                 {"started_at": started_at, "duration_ms": round(elapsed, 3), **fields}
             )
 
-        try:
-            keys = self._keys(request.secret_ref)
-        except UnknownSecretRefError as err:
-            return result(error_kind=ErrorKind.SECRET_UNAVAILABLE, error=str(err))
         body = request.body.encode()
         timestamp = int(time.time())
         headers = {
+            **target.headers,  # validated never to name any of ours
             "content-type": "application/json",
             "webhook-id": request.delivery_id,
             "webhook-timestamp": str(timestamp),
-            "webhook-signature": signature_header(keys, request.delivery_id, timestamp, body),
+            "webhook-signature": signature_header(
+                target.keys, request.delivery_id, timestamp, body
+            ),
         }
         try:
             async with (
-                asyncio.timeout(self._timeout),
-                self._http.stream("POST", request.url, content=body, headers=headers) as response,
+                asyncio.timeout(target.timeout),
+                self._http.stream("POST", target.url, content=body, headers=headers) as response,
             ):
                 excerpt = await self._read_capped(response)
         except (httpx.HTTPError, TimeoutError) as err:
@@ -164,11 +244,6 @@ class SendActivities:
                 response.headers.get("retry-after"), datetime.now(UTC)
             )
         return result(**fields)
-
-    def _keys(self, ref: str) -> tuple[bytes, ...]:
-        if self._secrets is None:
-            raise UnknownSecretRefError(ref)
-        return self._secrets.keys(ref)
 
     async def _read_capped(self, response: httpx.Response) -> str | None:
         """Read up to MAX_RESPONSE_BYTES and keep only an excerpt; an endless body is cut."""

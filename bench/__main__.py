@@ -28,17 +28,20 @@ import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from pydantic import SecretStr
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
+from bench import registry_cost
 from bench.floor import FLOOR_WORKFLOW, FloorPost, running_floor_worker, start_floor
+from webhooks.codec import generate_key
 from webhooks.config import Settings
 from webhooks.core import search_attributes as sa
 from webhooks.core.ids import delivery_id
@@ -46,6 +49,8 @@ from webhooks.core.names import DELIVERY_WORKFLOW
 from webhooks.dev.devserver import SQLITE_PRAGMAS
 from webhooks.dev.receiver import Behavior, ReceivedRequest, Receiver
 from webhooks.publisher import WebhookPublisher, event_body
+from webhooks.registry.models import NewEndpoint
+from webhooks.registry.service import EndpointRegistry, open_registry
 from worker import running_worker
 
 BIN = Path(sysconfig.get_path("scripts"))
@@ -129,10 +134,17 @@ class Tracker:
 
 
 class Bench:
-    def __init__(self, client: Client, secrets_file: Path, args: argparse.Namespace) -> None:
+    def __init__(
+        self,
+        client: Client,
+        settings: Settings,
+        registry: EndpointRegistry,
+        args: argparse.Namespace,
+    ) -> None:
         self.client = client
         self.receiver: Receiver  # set once the receiver listens
-        self.secrets_file = secrets_file
+        self.settings = settings
+        self.registry = registry
         self.args = args
         self.latencies: dict[str, list[float]] = {"product": [], "floor": []}
         """Every latency sample per system, over all rounds."""
@@ -148,22 +160,14 @@ class Bench:
 
     @asynccontextmanager
     async def product(self, task_queue: str) -> AsyncIterator[Target]:
-        settings = Settings(
-            task_queue=task_queue,
-            secrets_file=self.secrets_file,
-            allow_private_destinations=True,
-        )
+        settings = self.settings.model_copy(update={"task_queue": task_queue})
         # Same client as the worker: that is what lets eager workflow start kick in.
-        publisher = WebhookPublisher(
-            self.client, task_queue=task_queue, secrets=settings.secret_store()
-        )
-        url = self.receiver.url + "/hook"
+        publisher = WebhookPublisher(self.client, registry=self.registry, task_queue=task_queue)
         event_id, pad = _event_ids()
 
         async def publish(i: int) -> str:
             return await publisher.publish(
                 endpoint_id=ENDPOINT_ID,
-                url=url,
                 event_type=EVENT_TYPE,
                 data={"pad": pad},
                 event_id=event_id(i),
@@ -447,7 +451,21 @@ def render(summary: dict[str, Any], config: dict[str, Any]) -> str:
         f"1-min load average before/after {config['load_average_before']:.2f} / "
         f"{config['load_average_after']:.2f}"
     )
+    reg = summary.get("registry")
+    if reg:
+        lines.append(
+            f"registry: a cached lookup {reg['hit_us']:.1f} us, a database read "
+            f"{reg['read_ms']:.2f} ms (once per endpoint per {reg['cache_ttl_seconds']:g} s): "
+            f"{reg['worker_lookup_ms_per_delivery'] * 1000:.1f} us per delivery in the worker = "
+            f"{_pct(reg['worker_lookup_share_of_bench_cpu'])} of the bench CPU per delivery; "
+            f"the publisher's check {reg['publish_check_ms']:.2f} ms per publish = "
+            f"{_pct(reg['publish_check_share_of_bench_cpu'])}"
+        )
     return "\n".join(lines)
+
+
+def _pct(share: float | None) -> str:
+    return "-" if share is None else f"{share:.1%}"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -474,8 +492,11 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     for var in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy"):
         os.environ.pop(var, None)  # the receiver is on loopback; never go through a proxy
     with tempfile.TemporaryDirectory(prefix="webhooks-bench-") as tmp:
-        secrets_file = Path(tmp) / "secrets.json"
-        secrets_file.write_text(json.dumps({"default": SECRET}))
+        settings = Settings(
+            database_url=f"sqlite:///{Path(tmp) / 'registry.db'}",
+            secret_keys=f"bench:{generate_key()}",
+            allow_private_destinations=True,
+        )
         env = await WorkflowEnvironment.start_local(
             dev_server_existing_path=str(BIN / "temporal"),
             search_attributes=sa.ALL,
@@ -484,9 +505,16 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             dev_server_extra_args=SQLITE_PRAGMAS,
         )
         try:
-            bench = Bench(env.client, secrets_file, args)
-            async with Receiver(on_request=bench.on_request) as receiver:
+            async with AsyncExitStack() as stack, open_registry(settings, migrate=True) as registry:
+                bench = Bench(env.client, settings, registry, args)
+                receiver = await stack.enter_async_context(Receiver(on_request=bench.on_request))
                 bench.receiver = receiver
+                await registry.create(
+                    NewEndpoint(
+                        id=ENDPOINT_ID, account_id="acct_bench", url=receiver.url + "/hook"
+                    ),
+                    secret=SecretStr(SECRET),
+                )
                 phases: list[Phase] = []
                 start = (time.monotonic(), _machine_busy(), bench.own_cpu())
                 for round_no in range(1, args.rounds + 1):
@@ -497,6 +525,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 await asyncio.sleep(0.2)
                 elapsed = time.monotonic() - start[0]
                 others = _machine_busy() - start[1] - (bench.own_cpu() - start[2])
+                cost = await registry_cost.measure(
+                    registry, ENDPOINT_ID, settings.registry_cache_seconds
+                )
         finally:
             await env.shutdown()
     config = {
@@ -514,10 +545,24 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "other_processes_cpus": max(0.0, others / elapsed),
         "wall_seconds": elapsed,
     }
+    summary = summarize(phases, bench.latencies)
+    product = summary["summary"]["product"]
+    worker_ms = cost.worker_ms_per_delivery(
+        settings.registry_cache_seconds, product["deliveries_per_s"] or 1.0
+    )
+    cpu = product["bench_cpu_ms_per_delivery"] or 0.0
+    registry_report = {
+        **asdict(cost),
+        "cache_ttl_seconds": settings.registry_cache_seconds,
+        "worker_lookup_ms_per_delivery": worker_ms,
+        "worker_lookup_share_of_bench_cpu": worker_ms / cpu if cpu else None,
+        "publish_check_share_of_bench_cpu": cost.publish_check_ms / cpu if cpu else None,
+    }
     return {
         "config": config,
         "rounds": [asdict(p) for p in phases],
-        **summarize(phases, bench.latencies),
+        **summary,
+        "registry": registry_report,
     }
 
 

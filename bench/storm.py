@@ -28,12 +28,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from pydantic import SecretStr
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowHandle
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from bench.__main__ import BIN, SECRET, _child_pid
+from webhooks.codec import generate_key
 from webhooks.config import Settings
 from webhooks.core import search_attributes as sa
 from webhooks.core.circuit import CircuitConfig, CircuitPhase, CircuitSnapshot
@@ -42,6 +44,9 @@ from webhooks.core.models import DeliveryResult, DeliveryState, RetrySchedule
 from webhooks.dev.devserver import SQLITE_PRAGMAS
 from webhooks.dev.receiver import ReceivedRequest, Receiver, Respond
 from webhooks.publisher import WebhookPublisher
+from webhooks.registry.errors import EndpointNotFoundError
+from webhooks.registry.models import NewEndpoint
+from webhooks.registry.service import EndpointRegistry, open_registry
 from worker import running_worker
 
 HEALTHY, DEAD = "ep_storm_healthy", "ep_storm_dead"
@@ -116,8 +121,15 @@ class Report:
 
 
 class Storm:
-    def __init__(self, client: Client, secrets_file: Path, args: argparse.Namespace) -> None:
+    def __init__(
+        self,
+        client: Client,
+        settings: Settings,
+        registry: EndpointRegistry,
+        args: argparse.Namespace,
+    ) -> None:
         self.client = client
+        self.registry = registry
         self.args = args
         self.endpoints = {HEALTHY: Endpoint(healthy=True), DEAD: Endpoint(healthy=False)}
         self.config = CircuitConfig(
@@ -125,15 +137,15 @@ class Storm:
             cooldown_multiplier=args.multiplier,
             max_cooldown_seconds=args.max_cooldown,
         )
-        self.settings = Settings(
-            task_queue=f"storm-{uuid.uuid4().hex[:6]}",
-            secrets_file=secrets_file,
-            allow_private_destinations=True,
-            circuit_enabled=True,
-            circuit=self.config,
+        self.settings = settings.model_copy(
+            update={
+                "task_queue": f"storm-{uuid.uuid4().hex[:6]}",
+                "circuit_enabled": True,
+                "circuit": self.config,
+            }
         )
         self.publisher = WebhookPublisher(
-            client, task_queue=self.settings.task_queue, secrets=self.settings.secret_store()
+            client, registry=registry, task_queue=self.settings.task_queue
         )
         self.server_pid = _child_pid("temporal")
         self.t0 = time.time()
@@ -155,12 +167,16 @@ class Storm:
     async def publish(self, endpoint: str, url: str, n: int) -> list[str]:
         ids: list[str] = []
         prefix = uuid.uuid4().hex[:8]
+        try:
+            await self.registry.get(endpoint)
+        except EndpointNotFoundError:
+            new = NewEndpoint(id=endpoint, account_id="acct_storm", url=url)
+            await self.registry.create(new, secret=SecretStr(SECRET))
 
         async def one(i: int) -> None:
             ids.append(
                 await self.publisher.publish(
                     endpoint_id=endpoint,
-                    url=url,
                     event_type=EVENT_TYPE,
                     data={"i": i},
                     event_id=f"evt_{prefix}_{i:07d}",
@@ -419,8 +435,11 @@ async def run(args: argparse.Namespace) -> Report:
     for var in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy"):
         os.environ.pop(var, None)  # the receiver is on loopback
     with tempfile.TemporaryDirectory(prefix="webhooks-storm-") as tmp:
-        secrets_file = Path(tmp) / "secrets.json"
-        secrets_file.write_text(json.dumps({"default": SECRET}))
+        settings = Settings(
+            database_url=f"sqlite:///{Path(tmp) / 'registry.db'}",
+            secret_keys=f"storm:{generate_key()}",
+            allow_private_destinations=True,
+        )
         # The dev server's banner goes to stderr, so stdout carries only the report.
         saved_stdout = os.dup(1)
         os.dup2(2, 1)
@@ -440,10 +459,11 @@ async def run(args: argparse.Namespace) -> Report:
             os.dup2(saved_stdout, 1)
             os.close(saved_stdout)
         try:
-            storm = Storm(env.client, secrets_file, args)
-            async with Receiver(storm.on_request) as receiver:
-                report = await storm.run(receiver.url)
-                await asyncio.sleep(0.2)  # let the receiver see the worker's clients hang up
+            async with open_registry(settings, migrate=True) as registry:
+                storm = Storm(env.client, settings, registry, args)
+                async with Receiver(storm.on_request) as receiver:
+                    report = await storm.run(receiver.url)
+                    await asyncio.sleep(0.2)  # let the receiver see the workers hang up
         finally:
             await env.shutdown()
     report.load_average_before, report.load_average_after = load_before, os.getloadavg()[0]

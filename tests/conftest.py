@@ -2,22 +2,29 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import os
 import sysconfig
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
+from pydantic import SecretStr
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from webhooks.config import Settings
 from webhooks.core import search_attributes as sa
-from webhooks.publisher import WebhookPublisher
+from webhooks.core.models import DeliveryRequest
+from webhooks.publisher import WebhookPublisher, build_request
+from webhooks.registry.errors import EndpointNotFoundError
+from webhooks.registry.models import EndpointChanges, NewEndpoint
+from webhooks.registry.service import EndpointRegistry, open_registry
 from worker import running_worker
 
 pytest_plugins = ["tests.postgres"]
@@ -25,6 +32,62 @@ pytest_plugins = ["tests.postgres"]
 BIN = Path(sysconfig.get_path("scripts"))
 SECRET = "whsec_" + base64.b64encode(b"streampay-test-secret-0123456789").decode()
 OLD_SECRET = "whsec_" + base64.b64encode(b"streampay-old-secret-9876543210").decode()
+KEY_TEXT = "k1:" + base64.b64encode(b"registry-test-key-32-bytes-long!").decode()
+"""The key ring sealing the tests' endpoint secrets."""
+ACCOUNT = "acct_test"
+
+
+class EndpointPublisher:
+    """The publisher as the tests use it: `publish(endpoint_id=E, url=U, ...)` makes sure the
+    registry holds endpoint E at URL U (signing with `secrets`, newest first) and then
+    publishes to it the way StreamPay services do, by endpoint id alone."""
+
+    def __init__(self, publisher: WebhookPublisher, registry: EndpointRegistry) -> None:
+        self.publisher = publisher
+        self.registry = registry
+        self._lock = asyncio.Lock()
+
+    def on(self, client: Client, task_queue: str) -> EndpointPublisher:
+        """The same registry, another client or task queue."""
+        return EndpointPublisher(
+            WebhookPublisher(client, registry=self.registry, task_queue=task_queue), self.registry
+        )
+
+    async def endpoint(self, endpoint_id: str, url: str, secrets: Sequence[str] = (SECRET,)) -> str:
+        async with self._lock:  # concurrent publishes to a new endpoint create it once
+            return await self._endpoint(endpoint_id, url, secrets)
+
+    async def _endpoint(self, endpoint_id: str, url: str, secrets: Sequence[str]) -> str:
+        try:
+            existing = await self.registry.get(endpoint_id)
+        except EndpointNotFoundError:
+            new = NewEndpoint(id=endpoint_id, account_id=ACCOUNT, url=url)
+            await self.registry.create(new, secret=SecretStr(secrets[-1]))
+            for newer in reversed(secrets[:-1]):
+                await self.registry.rotate_secret(endpoint_id, secret=SecretStr(newer))
+            return endpoint_id
+        if existing.url != url:
+            await self.registry.update(endpoint_id, EndpointChanges(url=url))
+        return endpoint_id
+
+    async def publish(
+        self,
+        *,
+        endpoint_id: str,
+        url: str,
+        secrets: Sequence[str] = (SECRET,),
+        **event: Any,
+    ) -> str:
+        await self.endpoint(endpoint_id, url, secrets)
+        return await self.publisher.publish(endpoint_id=endpoint_id, **event)
+
+    async def request(self, *, endpoint_id: str, url: str, **event: Any) -> DeliveryRequest:
+        """The delivery input `publish` would start, to start it some other way."""
+        await self.endpoint(endpoint_id, url)
+        return build_request(endpoint=await self.registry.get(endpoint_id), **event)
+
+    async def start(self, request: DeliveryRequest) -> str:
+        return await self.publisher.start(request)
 
 
 @pytest.fixture(scope="session")
@@ -47,18 +110,21 @@ def client(temporal: WorkflowEnvironment) -> Client:
     return temporal.client
 
 
-@pytest.fixture(scope="session")
-def secrets_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("secrets") / "secrets.json"
+@pytest.fixture
+def secrets_file(tmp_path: Path) -> Path:
+    """A secrets file of the old format (before the registry), for the import tests."""
+    path = tmp_path / "secrets.json"
     path.write_text(json.dumps({"default": SECRET, "rotating": [SECRET, OLD_SECRET]}))
     return path
 
 
 @pytest.fixture
-def settings(secrets_file: Path) -> Settings:
+def settings(tmp_path: Path) -> Settings:
+    """A fresh registry (SQLite in the test's folder) per test, so endpoint ids never clash."""
     return Settings(
         task_queue=f"webhooks-test-{uuid.uuid4().hex[:8]}",
-        secrets_file=secrets_file,
+        database_url=f"sqlite:///{tmp_path / 'registry.db'}",
+        secret_keys=KEY_TEXT,
         allow_private_destinations=True,
         http_timeout_seconds=2,
         connect_timeout_seconds=1,
@@ -69,14 +135,25 @@ def settings(secrets_file: Path) -> Settings:
 
 
 @pytest.fixture
-async def worker(client: Client, settings: Settings) -> AsyncIterator[None]:
+async def registry(settings: Settings) -> AsyncIterator[EndpointRegistry]:
+    """The test's registry, migrated, with the key ring."""
+    async with open_registry(settings, migrate=True) as registry:
+        yield registry
+
+
+@pytest.fixture
+async def worker(
+    client: Client, settings: Settings, registry: EndpointRegistry
+) -> AsyncIterator[None]:
     async with running_worker(client, settings):
         yield
 
 
 @pytest.fixture
-def publisher(client: Client, settings: Settings) -> WebhookPublisher:
-    return WebhookPublisher(client, task_queue=settings.task_queue, secrets=settings.secret_store())
+def publisher(client: Client, settings: Settings, registry: EndpointRegistry) -> EndpointPublisher:
+    return EndpointPublisher(
+        WebhookPublisher(client, registry=registry, task_queue=settings.task_queue), registry
+    )
 
 
 @pytest.fixture(autouse=True)

@@ -10,7 +10,6 @@ from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from webhooks.core.circuit import CircuitConfig
-from webhooks.secrets import FileSecretStore
 
 
 class Settings(BaseSettings):
@@ -27,7 +26,6 @@ class Settings(BaseSettings):
         default="default", validation_alias=AliasChoices("TEMPORAL_NAMESPACE")
     )
     task_queue: str = "webhooks"
-    secrets_file: Path | None = None
     state_dir: Path = Path(".webhooks")
     """Where `webhooks dev` keeps its files, and where the default registry database lives."""
     database_url: SecretStr | None = None
@@ -77,6 +75,3 @@ class Settings(BaseSettings):
         if self.database_url is None:
             return f"sqlite+aiosqlite:///{self.state_dir / 'registry.db'}"
         return self.database_url.get_secret_value()
-
-    def secret_store(self) -> FileSecretStore | None:
-        return FileSecretStore(self.secrets_file) if self.secrets_file else None

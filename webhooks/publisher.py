@@ -1,24 +1,39 @@
-"""Publishing: turn an event into a `WebhookDelivery` workflow, validated at the edge.
+"""Publishing: turn an event into `WebhookDelivery` workflows, validated at the edge.
 
-    publisher = WebhookPublisher(await connect(Settings()))
-    delivery_id = await publisher.publish(endpoint_id="ep_1", url="https://...",
-                                          event_type="stream.settled", data={...},
-                                          event_id="evt_42")
+    settings = Settings()
+    async with open_registry(settings, keys=False) as registry:
+        publisher = WebhookPublisher(await connect(settings), registry=registry)
+        delivery_id = await publisher.publish(endpoint_id="ep_...", event_type="stream.settled",
+                                              data={...}, event_id="evt_42")
+        delivery_ids = await publisher.publish_event(account_id="acct_1", event_type=...,
+                                                     data={...}, event_id="evt_43")
+
+Publishers name an endpoint (or an account), never a URL or a secret: the worker resolves
+both from the registry at every attempt. The publisher reads the registry (no key ring:
+it cannot open secrets) to refuse unknown, disabled and other-account endpoints before
+anything starts, and to find an account's subscribed endpoints.
 
 The body is serialized here, once; every attempt sends and signs exactly these bytes.
-Publishing the same event id to the same endpoint again returns the same delivery id and
-starts nothing, while the first delivery runs and for the namespace's retention after.
+The delivery id is derived from endpoint id and event id, so publishing the same event id
+to the same endpoint again starts nothing (while the first delivery runs and for the
+namespace's retention after) and says so (`Published.created` is False).
+
+Fan-out (`publish_event`) happens here, not in a workflow, and its contract is *retry until
+it returns*: a publisher that crashes halfway calls it again with the same event id; the
+deliveries already started are found, the missing ones start. One durable fan-out
+workflow per event would make that automatic but costs a second workflow per event (see
+docs/benchmarks.md for the measured cost and why this was chosen).
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import functools
 import json
 import uuid
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlsplit
 
 from pydantic import BaseModel
 from temporalio.client import Client
@@ -40,7 +55,9 @@ from webhooks.core.events import validate_event_data
 from webhooks.core.ids import delivery_id as make_delivery_id
 from webhooks.core.models import DeliveryOptions, DeliveryRequest, DeliveryState, RetrySchedule
 from webhooks.core.names import DEFAULT_TASK_QUEUE, DELIVERY_WORKFLOW
-from webhooks.secrets import FileSecretStore
+from webhooks.registry.errors import RegistryError
+from webhooks.registry.models import Endpoint
+from webhooks.registry.service import EndpointRegistry
 
 
 def data_converter(settings: Settings) -> DataConverter:
@@ -94,42 +111,47 @@ def event_body(event_id: str, event_type: str, timestamp: datetime, data: Any) -
 
 def build_request(
     *,
-    endpoint_id: str,
-    url: str,
+    endpoint: Endpoint,
     event_type: str,
     data: Any,
     event_id: str | None = None,
-    secret_ref: str = "default",
     retry: RetrySchedule | None = None,
     dead_letter_on_4xx: bool = False,
     timestamp: datetime | None = None,
-    secrets: FileSecretStore | None = None,
-    require_https: bool = False,
 ) -> DeliveryRequest:
-    """Validate everything and build the workflow input; raises ValueError on bad input.
-
-    `data` of a registered event type (`webhooks.core.events`) must match its model."""
-    if secrets is not None:
-        secrets.keys(secret_ref)  # raises if unknown, or if every secret of it has expired
+    """Validate everything and build the workflow input for one endpoint; raises ValueError
+    on bad input. `data` of a registered event type (`webhooks.core.events`) must match its
+    model; `retry` defaults to the endpoint's own schedule, then the standard one."""
     data = validate_event_data(event_type, data)
     event_id = event_id or f"evt_{uuid.uuid4().hex}"
     now = datetime.now(UTC)
-    request = DeliveryRequest(
-        delivery_id=make_delivery_id(endpoint_id, event_id),
-        endpoint_id=endpoint_id,
-        url=url,
+    return DeliveryRequest(
+        delivery_id=make_delivery_id(endpoint.id, event_id),
+        endpoint_id=endpoint.id,
+        account_id=endpoint.account_id,
         event_id=event_id,
         event_type=event_type,
         body=event_body(event_id, event_type, timestamp or now, data),
-        secret_ref=secret_ref,
         published_at=now,
         options=DeliveryOptions(
-            retry=retry or RetrySchedule(), dead_letter_on_4xx=dead_letter_on_4xx
+            retry=retry or endpoint.settings.retry or RetrySchedule(),
+            dead_letter_on_4xx=dead_letter_on_4xx,
         ),
     )
-    if require_https and urlsplit(request.url).scheme.lower() != "https":
-        raise ValueError("url must use https (WEBHOOKS_REQUIRE_HTTPS is on)")
-    return request
+
+
+@dataclasses.dataclass(frozen=True)
+class Published:
+    """One delivery a publish call asked for."""
+
+    delivery_id: str
+    endpoint_id: str
+    created: bool
+    """False when it already existed (the same event id was published to it before)."""
+
+
+FAN_OUT_CONCURRENCY = 16
+"""Deliveries of one event started at once."""
 
 
 class WebhookPublisher:
@@ -139,22 +161,143 @@ class WebhookPublisher:
         self,
         client: Client,
         *,
+        registry: EndpointRegistry | None = None,
         task_queue: str = DEFAULT_TASK_QUEUE,
-        secrets: FileSecretStore | None = None,
-        require_https: bool = False,
     ) -> None:
         self._client = client
+        self._registry = registry
         self._task_queue = task_queue
-        self._secrets = secrets
-        self._require_https = require_https
 
-    async def publish(self, **event: Any) -> str:
-        """Validate, then start the delivery; returns its delivery id (the workflow id)."""
-        request = build_request(secrets=self._secrets, require_https=self._require_https, **event)
-        return await self.start(request)
+    async def publish(
+        self,
+        *,
+        endpoint_id: str,
+        event_type: str,
+        data: Any,
+        event_id: str | None = None,
+        retry: RetrySchedule | None = None,
+        dead_letter_on_4xx: bool = False,
+        account_id: str | None = None,
+        timestamp: datetime | None = None,
+    ) -> str:
+        """Deliver one event to one endpoint; returns the delivery id (the workflow id).
+        `timestamp` is when the event happened (the payload's `timestamp`; default now).
+
+        Raises a RegistryError, and starts nothing, if the endpoint is unknown, disabled,
+        or (with `account_id`) another account's."""
+        published = await self.publish_detailed(
+            endpoint_id=endpoint_id,
+            event_type=event_type,
+            data=data,
+            event_id=event_id,
+            retry=retry,
+            dead_letter_on_4xx=dead_letter_on_4xx,
+            account_id=account_id,
+            timestamp=timestamp,
+        )
+        return published.delivery_id
+
+    async def publish_detailed(
+        self,
+        *,
+        endpoint_id: str,
+        event_type: str,
+        data: Any,
+        event_id: str | None = None,
+        retry: RetrySchedule | None = None,
+        dead_letter_on_4xx: bool = False,
+        account_id: str | None = None,
+        timestamp: datetime | None = None,
+    ) -> Published:
+        """`publish`, also saying whether the delivery is new."""
+        endpoint = await self._need_registry().deliverable(endpoint_id, account_id=account_id)
+        if not endpoint.wants(event_type):
+            raise RegistryError(
+                f"endpoint {endpoint_id!r} does not subscribe to {event_type!r} "
+                f"(it takes {', '.join(endpoint.event_types or [])})"
+            )
+        request = build_request(
+            endpoint=endpoint,
+            event_type=event_type,
+            data=data,
+            event_id=event_id,
+            retry=retry,
+            dead_letter_on_4xx=dead_letter_on_4xx,
+            timestamp=timestamp,
+        )
+        return Published(request.delivery_id, endpoint.id, await self._start(request))
+
+    async def publish_event(
+        self,
+        *,
+        account_id: str,
+        event_type: str,
+        data: Any,
+        event_id: str,
+        retry: RetrySchedule | None = None,
+        dead_letter_on_4xx: bool = False,
+        timestamp: datetime | None = None,
+    ) -> list[str]:
+        """Deliver one event to every enabled endpoint of the account whose filter takes
+        it; returns the delivery ids (one per endpoint, none if nobody subscribes).
+
+        Retry it until it returns: with the same `event_id`, deliveries already started
+        are found, not doubled. So the event id is required here."""
+        return [
+            p.delivery_id
+            for p in await self.publish_event_detailed(
+                account_id=account_id,
+                event_type=event_type,
+                data=data,
+                event_id=event_id,
+                retry=retry,
+                dead_letter_on_4xx=dead_letter_on_4xx,
+                timestamp=timestamp,
+            )
+        ]
+
+    async def publish_event_detailed(
+        self,
+        *,
+        account_id: str,
+        event_type: str,
+        data: Any,
+        event_id: str,
+        retry: RetrySchedule | None = None,
+        dead_letter_on_4xx: bool = False,
+        timestamp: datetime | None = None,
+    ) -> list[Published]:
+        """`publish_event`, also saying which deliveries are new."""
+        endpoints = await self._need_registry().subscribers(account_id, event_type)
+        timestamp = timestamp or datetime.now(UTC)  # one body for every endpoint
+        requests = [
+            build_request(
+                endpoint=endpoint,
+                event_type=event_type,
+                data=data,
+                event_id=event_id,
+                retry=retry,
+                dead_letter_on_4xx=dead_letter_on_4xx,
+                timestamp=timestamp,
+            )
+            for endpoint in endpoints  # all validated before the first start
+        ]
+        limit = asyncio.Semaphore(FAN_OUT_CONCURRENCY)
+
+        async def start(request: DeliveryRequest) -> Published:
+            async with limit:
+                created = await self._start(request)
+            return Published(request.delivery_id, request.endpoint_id, created)
+
+        return list(await asyncio.gather(*(start(r) for r in requests)))
 
     async def start(self, request: DeliveryRequest) -> str:
         """Start (or find) the delivery of an already-built request."""
+        await self._start(request)
+        return request.delivery_id
+
+    async def _start(self, request: DeliveryRequest) -> bool:
+        """Start the delivery; False if one with its id runs or ran (within retention)."""
         try:
             await self._client.start_workflow(
                 DELIVERY_WORKFLOW,
@@ -162,11 +305,10 @@ class WebhookPublisher:
                 id=request.delivery_id,
                 task_queue=self._task_queue,
                 id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+                id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
                 search_attributes=TypedSearchAttributes(
                     [
-                        SearchAttributePair(sa.ENDPOINT_ID, request.endpoint_id),
-                        SearchAttributePair(sa.EVENT_TYPE, request.event_type),
+                        *sa.identity(request),
                         SearchAttributePair(sa.STATUS, DeliveryState.PENDING.value),
                     ]
                 ),
@@ -176,5 +318,13 @@ class WebhookPublisher:
                 request_eager_start=True,
             )
         except WorkflowAlreadyStartedError:
-            pass  # Closed earlier with this id: already delivered or dead-lettered.
-        return request.delivery_id
+            return False  # Running, delivered or dead-lettered under this id already.
+        return True
+
+    def _need_registry(self) -> EndpointRegistry:
+        if self._registry is None:
+            raise RegistryError(
+                "publishing needs the endpoint registry: WebhookPublisher(client, "
+                "registry=...) (see webhooks.registry.service.open_registry)"
+            )
+        return self._registry

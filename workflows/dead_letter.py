@@ -111,8 +111,11 @@ class DeadLetter:
                     parent_close_policy=workflow.ParentClosePolicy.ABANDON,
                     search_attributes=TypedSearchAttributes(
                         [
-                            SearchAttributePair(sa.ENDPOINT_ID, old.endpoint_id),
-                            SearchAttributePair(sa.EVENT_TYPE, old.event_type),
+                            *sa.identity(
+                                old,
+                                account=old.account_id is not None
+                                and workflow.patched(sa.ACCOUNT_PATCH),
+                            ),
                             SearchAttributePair(sa.STATUS, DeliveryState.PENDING.value),
                         ]
                     ),

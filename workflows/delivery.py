@@ -205,14 +205,18 @@ class WebhookDelivery:
         if workflow.info().typed_search_attributes.get(sa.ENDPOINT_ID) is None:
             # Started by a non-Python publisher that did not set them.
             updates += [
-                sa.ENDPOINT_ID.value_set(self._request.endpoint_id),
-                sa.EVENT_TYPE.value_set(self._request.event_type),
+                pair.key.value_set(pair.value)
+                for pair in sa.identity(self._request, account=self._account_attribute())
             ]
         next_at = self._next_attempt_at
         updates.append(
             sa.NEXT_ATTEMPT_AT.value_set(next_at) if next_at else sa.NEXT_ATTEMPT_AT.value_unset()
         )
         workflow.upsert_search_attributes(updates)
+
+    def _account_attribute(self) -> bool:
+        """Whether to set `WebhookAccountId` (histories from before the registry did not)."""
+        return self._request.account_id is not None and workflow.patched(sa.ACCOUNT_PATCH)
 
     def _finish(self, state: DeliveryState, dead_letter_id: str | None = None) -> DeliveryResult:
         self._state = state
@@ -263,8 +267,7 @@ class WebhookDelivery:
             parent_close_policy=workflow.ParentClosePolicy.ABANDON,
             search_attributes=TypedSearchAttributes(
                 [
-                    SearchAttributePair(sa.ENDPOINT_ID, request.endpoint_id),
-                    SearchAttributePair(sa.EVENT_TYPE, request.event_type),
+                    *sa.identity(request, account=self._account_attribute()),
                     SearchAttributePair(sa.STATUS, DeliveryState.DEAD_LETTERED.value),
                     SearchAttributePair(sa.ATTEMPTS, len(self._attempts)),
                     SearchAttributePair(sa.DEAD_LETTER_REASON, reason.value),

@@ -10,16 +10,19 @@ import json
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from standardwebhooks import Webhook
 from temporalio.client import Client, WorkflowExecution, WorkflowHandle
 from typer.testing import CliRunner, Result
 
+from tests.conftest import ACCOUNT, KEY_TEXT
 from webhooks.cli import app
 from webhooks.config import Settings
 from webhooks.core.models import DeliveryResult, DeliveryState, DeliveryStatus, RetrySchedule
 from webhooks.dev.receiver import ReceivedRequest
+from webhooks.registry.models import Endpoint
 from workflows.delivery import WebhookDelivery
 
 T = TypeVar("T")
@@ -43,6 +46,24 @@ def settled(amount: str = "1.00", settlement_id: str = "set_1") -> dict[str, str
 def fast(*seconds: float) -> RetrySchedule:
     """An explicit, jitter-free schedule for dev-server tests: one wait per attempt."""
     return RetrySchedule(schedule_seconds=list(seconds), jitter=0, throttled_min_seconds=0)
+
+
+def registry_env(settings: Settings) -> dict[str, str]:
+    """The environment a process needs to use the test's registry like the test does."""
+    return {
+        "WEBHOOKS_DATABASE_URL": settings.registry_url(),
+        "WEBHOOKS_SECRET_KEYS": KEY_TEXT,
+        "WEBHOOKS_ALLOW_PRIVATE_DESTINATIONS": "true",
+    }
+
+
+def endpoint_record(endpoint_id: str, url: str = "http://127.0.0.1:9/never") -> Endpoint:
+    """An endpoint as the registry would return it, for building requests that no worker
+    sends (a worker would find it missing: `endpoint_deleted`)."""
+    now = datetime.now(UTC)
+    return Endpoint(
+        id=endpoint_id, account_id=ACCOUNT, url=url, created_at=now, updated_at=now, version=1
+    )
 
 
 def unique(prefix: str) -> str:
@@ -104,7 +125,7 @@ class Cli:
             "TEMPORAL_ADDRESS": client.service_client.config.target_host,
             "TEMPORAL_NAMESPACE": client.namespace,
             "WEBHOOKS_TASK_QUEUE": settings.task_queue,
-            "WEBHOOKS_SECRETS_FILE": str(settings.secrets_file),
+            **registry_env(settings),
             "COLUMNS": "200",  # wide enough that tables never wrap an id
         }
         self.runner = CliRunner()

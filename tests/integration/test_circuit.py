@@ -11,12 +11,12 @@ import pytest
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
+from tests.conftest import EndpointPublisher
 from webhooks.config import Settings
 from webhooks.core.circuit import CircuitConfig, CircuitPhase, CircuitSnapshot
 from webhooks.core.ids import circuit_id
 from webhooks.core.models import DeliveryResult, DeliveryState, RetrySchedule
 from webhooks.dev.receiver import Behavior, ReceivedRequest, Receiver, Respond
-from webhooks.publisher import WebhookPublisher
 from worker import running_worker
 
 CONFIG = CircuitConfig(cooldown_seconds=2, max_cooldown_seconds=4, min_requests=10)
@@ -68,9 +68,9 @@ async def circuit_state(client: Client, endpoint_id: str) -> CircuitSnapshot:
 
 
 async def test_dead_endpoint_is_cut_off_and_recovers(
-    client: Client, circuit_settings: Settings, circuit_worker: None
+    client: Client, circuit_settings: Settings, circuit_worker: None, publisher: EndpointPublisher
 ) -> None:
-    publisher = WebhookPublisher(client, task_queue=circuit_settings.task_queue)
+    publisher = publisher.on(client, circuit_settings.task_queue)
     bad, good = Switch(500), Switch(200)
     async with Receiver(bad) as bad_rx, Receiver(good) as good_rx:
 

@@ -12,6 +12,7 @@ import pytest
 from temporalio.client import Client, RPCError, WorkflowHandle
 from temporalio.service import RPCStatusCode
 
+from tests.conftest import EndpointPublisher
 from tests.integration import BOUND_SECONDS, Cli, eventually, unique
 from webhooks.config import Settings
 from webhooks.core import search_attributes as sa
@@ -26,7 +27,6 @@ from webhooks.core.circuit import (
 from webhooks.core.ids import circuit_id
 from webhooks.core.models import DeadLetterReason, DeliveryResult, DeliveryState, RetrySchedule
 from webhooks.dev.receiver import ReceivedRequest, Receiver, Respond
-from webhooks.publisher import WebhookPublisher
 from worker import running_worker
 
 EVENT = "test.circuit_ops"
@@ -70,7 +70,7 @@ def cli(client: Client, settings: Settings) -> Cli:
     return Cli(client, settings)
 
 
-async def publish(publisher: WebhookPublisher, endpoint: str, url: str, n: int) -> list[str]:
+async def publish(publisher: EndpointPublisher, endpoint: str, url: str, n: int) -> list[str]:
     return list(
         await asyncio.gather(
             *(
@@ -134,12 +134,11 @@ async def dead_letter_count(client: Client, endpoint: str, reason: DeadLetterRea
 
 
 async def test_a_dead_endpoint_is_disabled_and_enable_plus_redelivery_delivers_everything(
-    client: Client, settings: Settings, cli: Cli
+    client: Client, settings: Settings, cli: Cli, publisher: EndpointPublisher
 ) -> None:
     endpoint = unique("ep_dead")
     # Waiting deliveries sleep 30 s between checks: only the disable wakes them in time.
     config = CONFIG.model_copy(update={"disable_after_seconds": 3, "max_cooldown_seconds": 30})
-    publisher = WebhookPublisher(client, task_queue=settings.task_queue)
     switch = Switch(500)
     async with (
         running_worker(client, circuit_settings(settings, config)),
@@ -201,13 +200,14 @@ async def test_a_dead_endpoint_is_disabled_and_enable_plus_redelivery_delivers_e
 # --- recovery ------------------------------------------------------------------------------------
 
 
-async def test_recovery_wakes_deliveries_held_for_long(client: Client, settings: Settings) -> None:
+async def test_recovery_wakes_deliveries_held_for_long(
+    client: Client, settings: Settings, publisher: EndpointPublisher
+) -> None:
     """Waiting deliveries sleep a whole max cooldown; the circuit closing wakes them."""
     endpoint = unique("ep_back")
     config = CONFIG.model_copy(
         update={"cooldown_multiplier": 1, "max_cooldown_seconds": 10 * BOUND_SECONDS}
     )
-    publisher = WebhookPublisher(client, task_queue=settings.task_queue)
     switch = Switch(500)
     async with (
         running_worker(client, circuit_settings(settings, config)),
@@ -236,10 +236,9 @@ async def test_recovery_wakes_deliveries_held_for_long(client: Client, settings:
 
 
 async def test_410_gone_disables_the_endpoint(
-    client: Client, settings: Settings, circuit_worker: None
+    client: Client, settings: Settings, circuit_worker: None, publisher: EndpointPublisher
 ) -> None:
     endpoint = unique("ep_gone")
-    publisher = WebhookPublisher(client, task_queue=settings.task_queue)
     async with Receiver(lambda _: Respond(410)) as rx:
         [gone] = await publish(publisher, endpoint, rx.url, 1)
         [result] = await results(client, [gone])
@@ -259,10 +258,9 @@ async def test_410_gone_disables_the_endpoint(
 
 
 async def test_an_operator_disables_a_healthy_endpoint_and_resets_it(
-    client: Client, settings: Settings, circuit_worker: None, cli: Cli
+    client: Client, settings: Settings, circuit_worker: None, cli: Cli, publisher: EndpointPublisher
 ) -> None:
     endpoint = unique("ep_ops")
-    publisher = WebhookPublisher(client, task_queue=settings.task_queue)
     switch = Switch(200)
     async with Receiver(switch) as rx:
         [first] = await publish(publisher, endpoint, rx.url, 1)

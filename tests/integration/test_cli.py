@@ -12,7 +12,7 @@ import pytest
 from temporalio.client import Client
 
 from tests.conftest import BIN
-from tests.integration import Cli, eventually, unique
+from tests.integration import Cli, eventually, registry_env, unique
 from webhooks.config import Settings
 from webhooks.core.models import DeliveryResult, DeliveryState, DeliveryStatus
 from webhooks.dev.receiver import Receiver, Respond, scripted
@@ -95,8 +95,7 @@ async def test_worker_command_serves_until_ctrl_c(client: Client, settings: Sett
         **os.environ,
         "TEMPORAL_ADDRESS": client.service_client.config.target_host,
         "WEBHOOKS_TASK_QUEUE": settings.task_queue,
-        "WEBHOOKS_SECRETS_FILE": str(settings.secrets_file),
-        "WEBHOOKS_ALLOW_PRIVATE_DESTINATIONS": "true",
+        **registry_env(settings),
     }
     process = await asyncio.create_subprocess_exec(
         str(BIN / "webhooks"), "worker", env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 
 from temporalio.client import Client
 
+from tests.conftest import EndpointPublisher
 from webhooks.config import Settings
 from webhooks.core.ids import dead_letter_id
 from webhooks.core.models import (
@@ -19,14 +20,13 @@ from webhooks.core.models import (
     RetrySchedule,
 )
 from webhooks.dev.receiver import Receiver, Respond
-from webhooks.publisher import WebhookPublisher, build_request
 
 
 async def test_second_dead_letter_parks_beside_an_open_one(
-    client: Client, settings: Settings, worker: None, publisher: WebhookPublisher
+    client: Client, settings: Settings, worker: None, publisher: EndpointPublisher
 ) -> None:
     async with Receiver(lambda _: Respond(500)) as rx:
-        request = build_request(
+        request = await publisher.request(
             endpoint_id="ep_handoff",
             url=rx.url,
             event_type="test.handoff",

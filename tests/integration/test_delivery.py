@@ -10,7 +10,7 @@ from itertools import pairwise
 import pytest
 from temporalio.client import Client, WorkflowExecutionStatus
 
-from tests.conftest import OLD_SECRET, SECRET
+from tests.conftest import OLD_SECRET, SECRET, EndpointPublisher
 from tests.integration import (
     BOUND_SECONDS,
     fast,
@@ -31,13 +31,12 @@ from webhooks.core.models import (
     RetrySchedule,
 )
 from webhooks.dev.receiver import Behavior, Drop, Hang, Receiver, Respond, scripted
-from webhooks.publisher import WebhookPublisher
 from workflows.dead_letter import DeadLetter
 from workflows.delivery import WebhookDelivery
 
 
 async def test_flaky_receiver_gets_one_delivery_signed_afresh_on_every_attempt(
-    client: Client, worker: None, publisher: WebhookPublisher
+    client: Client, worker: None, publisher: EndpointPublisher
 ) -> None:
     endpoint = unique("ep_flaky")
     # N = 4 failures of every transport kind, then 200. Hang outlasts the 2 s test timeout.
@@ -123,7 +122,7 @@ async def test_flaky_receiver_gets_one_delivery_signed_afresh_on_every_attempt(
 
 
 async def test_rotating_secret_signs_with_every_active_key(
-    client: Client, worker: None, publisher: WebhookPublisher
+    client: Client, worker: None, publisher: EndpointPublisher
 ) -> None:
     async with Receiver() as rx:
         delivery_id = await publisher.publish(
@@ -142,7 +141,7 @@ async def test_rotating_secret_signs_with_every_active_key(
 
 
 async def test_always_failing_receiver_ends_in_a_dead_letter(
-    client: Client, worker: None, publisher: WebhookPublisher
+    client: Client, worker: None, publisher: EndpointPublisher
 ) -> None:
     endpoint = unique("ep_dead")
     async with Receiver(scripted(then=Respond(500, b"upstream down"))) as rx:
@@ -210,7 +209,7 @@ async def test_always_failing_receiver_ends_in_a_dead_letter(
 async def test_status_code_policy(
     client: Client,
     worker: None,
-    publisher: WebhookPublisher,
+    publisher: EndpointPublisher,
     script: list[Behavior],
     dead_letter_on_4xx: bool,
     state: str,
@@ -240,7 +239,7 @@ async def test_status_code_policy(
 
 
 async def test_retry_now_cuts_a_long_wait_short(
-    client: Client, worker: None, publisher: WebhookPublisher
+    client: Client, worker: None, publisher: EndpointPublisher
 ) -> None:
     endpoint = unique("ep_retry_now")
     async with Receiver(scripted(Respond(503))) as rx:
@@ -281,7 +280,7 @@ async def test_retry_now_cuts_a_long_wait_short(
 
 
 async def test_republishing_is_idempotent(
-    client: Client, worker: None, publisher: WebhookPublisher
+    client: Client, worker: None, publisher: EndpointPublisher
 ) -> None:
     endpoint, other_endpoint, event_id = unique("ep_idem"), unique("ep_idem"), unique("evt")
     retry = fast(0, 3600)

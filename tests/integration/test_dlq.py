@@ -16,7 +16,7 @@ from temporalio.client import Client, RPCError, WorkflowExecutionStatus, Workflo
 from temporalio.common import WorkflowIDReusePolicy
 from temporalio.service import RPCStatusCode
 
-from tests.conftest import SECRET
+from tests.conftest import SECRET, EndpointPublisher
 from tests.integration import BOUND_SECONDS, eventually, fast, listed, unique, verify
 from webhooks.config import Settings
 from webhooks.core import search_attributes as sa
@@ -43,7 +43,6 @@ from webhooks.dev.receiver import (
     scripted,
 )
 from webhooks.ops.dead_letters import DeadLetterFilter, count_open_by_reason, list_dead_letters
-from webhooks.publisher import WebhookPublisher
 from worker import running_worker
 from workflows.dead_letter import DeadLetter
 from workflows.delivery import WebhookDelivery
@@ -58,7 +57,7 @@ DeliveryHandle = WorkflowHandle[WebhookDelivery, DeliveryResult]
 
 async def dead_lettered(
     client: Client,
-    publisher: WebhookPublisher,
+    publisher: EndpointPublisher,
     rx: Receiver,
     *,
     endpoint: str,
@@ -122,7 +121,7 @@ def of(requests: list[ReceivedRequest], delivery_id: str) -> list[ReceivedReques
 
 
 async def test_redeliver_sends_the_same_message_again_and_points_at_the_new_run(
-    client: Client, worker: None, publisher: WebhookPublisher
+    client: Client, worker: None, publisher: EndpointPublisher
 ) -> None:
     endpoint = unique("ep_redeliver")
     async with Receiver(scripted(Respond(500), Respond(503))) as rx:
@@ -183,7 +182,7 @@ async def test_redeliver_sends_the_same_message_again_and_points_at_the_new_run(
 
 
 async def test_two_redelivers_back_to_back_deliver_once(
-    client: Client, worker: None, publisher: WebhookPublisher
+    client: Client, worker: None, publisher: EndpointPublisher
 ) -> None:
     rx, ok = recording(scripted(Respond(500)))
     async with rx:
@@ -209,7 +208,7 @@ async def test_two_redelivers_back_to_back_deliver_once(
 
 
 async def test_racing_operators_yield_one_redelivery(
-    client: Client, worker: None, publisher: WebhookPublisher, settings: Settings
+    client: Client, worker: None, publisher: EndpointPublisher, settings: Settings
 ) -> None:
     """Two operators run the CLI at the same moment as a service calls the API."""
     rx, ok = recording(scripted(Respond(500)))
@@ -268,7 +267,7 @@ async def test_racing_operators_yield_one_redelivery(
 
 
 async def test_discard_closes_it_and_a_later_redeliver_is_ignored(
-    client: Client, worker: None, publisher: WebhookPublisher
+    client: Client, worker: None, publisher: EndpointPublisher
 ) -> None:
     async with Receiver(scripted(Respond(500))) as rx:
         delivery_id, dead_letter = await dead_lettered(
@@ -297,7 +296,7 @@ async def test_discard_closes_it_and_a_later_redeliver_is_ignored(
 
 
 async def test_signals_that_arrive_together_first_action_wins(
-    client: Client, settings: Settings, publisher: WebhookPublisher
+    client: Client, settings: Settings, publisher: EndpointPublisher
 ) -> None:
     """Signals queued while no worker runs reach the dead letter in one batch: the first of
     them wins and the rest are ignored, whatever they ask."""
@@ -344,7 +343,7 @@ async def test_signals_that_arrive_together_first_action_wins(
 
 
 async def test_redelivery_that_fails_again_opens_a_new_dead_letter_with_both_histories(
-    client: Client, worker: None, publisher: WebhookPublisher
+    client: Client, worker: None, publisher: EndpointPublisher
 ) -> None:
     endpoint = unique("ep_again")
     # Two failures in the first run, three in the redelivery, then it recovers.
@@ -404,7 +403,7 @@ async def test_redelivery_that_fails_again_opens_a_new_dead_letter_with_both_his
 
 
 async def test_redeliver_waits_for_a_run_that_has_not_closed_yet(
-    client: Client, worker: None, publisher: WebhookPublisher, settings: Settings
+    client: Client, worker: None, publisher: EndpointPublisher, settings: Settings
 ) -> None:
     """While the delivery id is still taken by a running run, the redelivery waits for it
     to close instead of failing (in production: the run that is handing over to us)."""
@@ -449,7 +448,7 @@ async def test_redeliver_waits_for_a_run_that_has_not_closed_yet(
 
 
 async def test_receiver_down_for_a_while_every_event_is_delivered_or_dead_lettered_once(
-    client: Client, worker: None, publisher: WebhookPublisher
+    client: Client, worker: None, publisher: EndpointPublisher
 ) -> None:
     endpoint, events = unique("ep_outage"), 20
     down, flip = True, False

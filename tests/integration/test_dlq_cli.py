@@ -12,6 +12,7 @@ import pytest
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowHandle
 
+from tests.conftest import EndpointPublisher
 from tests.integration import BOUND_SECONDS, Cli, eventually, fast, unique
 from webhooks.config import Settings
 from webhooks.core.models import (
@@ -29,7 +30,6 @@ from webhooks.ops.dead_letters import (
     list_dead_letters,
     signal_each,
 )
-from webhooks.publisher import WebhookPublisher
 from workflows.dead_letter import DeadLetter
 from workflows.delivery import WebhookDelivery
 
@@ -56,7 +56,7 @@ class Switch:
 
 async def dead_letters(
     client: Client,
-    publisher: WebhookPublisher,
+    publisher: EndpointPublisher,
     url: str,
     endpoint: str,
     count: int,
@@ -136,7 +136,7 @@ async def all_delivered(client: Client, ids: Iterable[str]) -> None:
 
 
 async def test_bulk_redelivery_is_rate_limited_and_dry_run_acts_on_nothing(
-    client: Client, worker: None, publisher: WebhookPublisher, cli: Cli
+    client: Client, worker: None, publisher: EndpointPublisher, cli: Cli
 ) -> None:
     endpoint, rate, total = unique("ep_bulk"), 10, 30
     switch = Switch(500)
@@ -184,7 +184,7 @@ async def test_bulk_redelivery_is_rate_limited_and_dry_run_acts_on_nothing(
 
 
 async def test_interrupted_bulk_run_resumes_without_duplicates(
-    client: Client, worker: None, publisher: WebhookPublisher, cli: Cli
+    client: Client, worker: None, publisher: EndpointPublisher, cli: Cli
 ) -> None:
     endpoint, total = unique("ep_resume"), 20
     switch = Switch(500)
@@ -222,7 +222,7 @@ async def test_interrupted_bulk_run_resumes_without_duplicates(
 
 
 async def test_list_filters_and_counts_by_reason(
-    client: Client, worker: None, publisher: WebhookPublisher, cli: Cli
+    client: Client, worker: None, publisher: EndpointPublisher, cli: Cli
 ) -> None:
     endpoint, other = unique("ep_list"), unique("ep_list")
     async with (
@@ -325,7 +325,7 @@ async def test_list_filters_and_counts_by_reason(
 
 
 async def test_show_redeliver_and_discard_one_by_id(
-    client: Client, worker: None, publisher: WebhookPublisher, cli: Cli
+    client: Client, worker: None, publisher: EndpointPublisher, cli: Cli
 ) -> None:
     endpoint = unique("ep_show")
     switch = Switch(500)
@@ -399,7 +399,7 @@ async def test_clear_errors(client: Client, worker: None, cli: Cli) -> None:
 
 
 async def test_a_signal_the_server_refuses_is_reported_and_exits_1(
-    client: Client, worker: None, publisher: WebhookPublisher, cli: Cli
+    client: Client, worker: None, publisher: EndpointPublisher, cli: Cli
 ) -> None:
     async with Receiver(lambda _: Respond(500)) as rx:
         [dead_letter] = await dead_letters(client, publisher, rx.url, unique("ep_refused"), 1)

@@ -28,7 +28,7 @@ from temporalio.runtime import BufferedMetricUpdate, MetricBuffer, Runtime, Tele
 from temporalio.testing import WorkflowEnvironment
 
 from tests.conftest import BIN
-from tests.integration import BOUND_SECONDS, fast, unique
+from tests.integration import BOUND_SECONDS, endpoint_record, fast, unique
 from webhooks.config import Settings
 from webhooks.core import search_attributes as sa
 from webhooks.core.ids import dead_letter_id
@@ -103,8 +103,7 @@ def dead_letter_entry(
 ) -> DeadLetterEntry:
     """What a delivery that gave up hands over (`retention_seconds` left to its default)."""
     request = build_request(
-        endpoint_id=unique("ep_retention"),
-        url=url,
+        endpoint=endpoint_record(unique("ep_retention"), url),
         event_type=EVENT,
         data={"n": 1},
         event_id=unique("evt"),

@@ -9,13 +9,12 @@ from pytest_httpserver import HTTPServer
 from standardwebhooks import Webhook
 from temporalio.client import Client
 
-from tests.conftest import SECRET
+from tests.conftest import SECRET, EndpointPublisher
 from webhooks.core.models import DeliveryResult, DeliveryState
-from webhooks.publisher import WebhookPublisher
 
 
 async def test_delivery_to_a_werkzeug_server(
-    client: Client, worker: None, publisher: WebhookPublisher, httpserver: HTTPServer
+    client: Client, worker: None, publisher: EndpointPublisher, httpserver: HTTPServer
 ) -> None:
     httpserver.expect_oneshot_request(
         "/hooks/streampay", method="POST", headers={"content-type": "application/json"}

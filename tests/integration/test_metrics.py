@@ -8,10 +8,11 @@ import socket
 import httpx
 from temporalio.client import Client
 
+from tests.conftest import EndpointPublisher
 from webhooks.config import Settings
 from webhooks.core.models import DeliveryResult, DeliveryState, RetrySchedule
 from webhooks.dev.receiver import Receiver, Respond
-from webhooks.publisher import WebhookPublisher, connect
+from webhooks.publisher import connect
 from worker import running_worker
 
 
@@ -22,7 +23,9 @@ def free_port() -> int:
         return port
 
 
-async def test_dead_letter_counter_is_exported(client: Client, settings: Settings) -> None:
+async def test_dead_letter_counter_is_exported(
+    client: Client, settings: Settings, publisher: EndpointPublisher
+) -> None:
     address = f"127.0.0.1:{free_port()}"
     target = client.service_client.config.target_host
     metered = settings.model_copy(
@@ -30,7 +33,7 @@ async def test_dead_letter_counter_is_exported(client: Client, settings: Setting
     )
     metered_client = await connect(metered)
     async with running_worker(metered_client, metered), Receiver(lambda _: Respond(500)) as rx:
-        publisher = WebhookPublisher(metered_client, task_queue=metered.task_queue)
+        publisher = publisher.on(metered_client, metered.task_queue)
         delivery_id = await publisher.publish(
             endpoint_id="ep_metrics",
             url=rx.url,

@@ -25,7 +25,7 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
-from tests.conftest import BIN, SECRET
+from tests.conftest import BIN, SECRET, EndpointPublisher
 from tests.integration import BOUND_SECONDS, settled, unique, verify
 from webhooks.config import Settings
 from webhooks.core import search_attributes as sa
@@ -38,7 +38,6 @@ from webhooks.core.models import (
     RetrySchedule,
 )
 from webhooks.dev.receiver import Receiver, Respond, scripted
-from webhooks.publisher import WebhookPublisher
 from worker import running_worker
 from workflows.dead_letter import DeadLetter
 from workflows.delivery import WebhookDelivery
@@ -86,17 +85,15 @@ async def raw_search_attributes(client: Client, workflow_id: str) -> dict[str, o
 
 @pytest.fixture
 async def skipping_publisher(
-    skipping: WorkflowEnvironment, settings: Settings
-) -> AsyncIterator[WebhookPublisher]:
+    skipping: WorkflowEnvironment, settings: Settings, publisher: EndpointPublisher
+) -> AsyncIterator[EndpointPublisher]:
     """A worker on the test server for the test's duration (queries need it too)."""
     async with running_worker(skipping.client, settings):
-        yield WebhookPublisher(
-            skipping.client, task_queue=settings.task_queue, secrets=settings.secret_store()
-        )
+        yield publisher.on(skipping.client, settings.task_queue)
 
 
 async def deliver_under_skipped_time(
-    env: WorkflowEnvironment, publisher: WebhookPublisher, receiver: Receiver
+    env: WorkflowEnvironment, publisher: EndpointPublisher, receiver: Receiver
 ) -> tuple[str, DeliveryResult]:
     """Publish with the default schedule and let up to the maximum age pass."""
     delivery_id = await publisher.publish(
@@ -129,7 +126,7 @@ def assert_jittered(waits: list[float], expected: list[float]) -> None:
 
 
 async def test_full_default_schedule_ends_dead_lettered_after_about_three_days(
-    skipping: WorkflowEnvironment, skipping_publisher: WebhookPublisher
+    skipping: WorkflowEnvironment, skipping_publisher: EndpointPublisher
 ) -> None:
     async with Receiver(scripted(then=Respond(500))) as rx:
         delivery_id, result = await deliver_under_skipped_time(skipping, skipping_publisher, rx)
@@ -173,7 +170,7 @@ async def test_full_default_schedule_ends_dead_lettered_after_about_three_days(
 
 
 async def test_default_schedule_delivers_on_the_seventh_attempt(
-    skipping: WorkflowEnvironment, skipping_publisher: WebhookPublisher
+    skipping: WorkflowEnvironment, skipping_publisher: EndpointPublisher
 ) -> None:
     async with Receiver(scripted(*[Respond(503)] * 6)) as rx:
         delivery_id, result = await deliver_under_skipped_time(skipping, skipping_publisher, rx)

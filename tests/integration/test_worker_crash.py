@@ -13,12 +13,12 @@ from pathlib import Path
 
 from temporalio.client import Client
 
-from tests.integration import eventually, fast, settled, unique
+from tests.conftest import EndpointPublisher
+from tests.integration import eventually, fast, registry_env, settled, unique
 from webhooks.config import Settings
 from webhooks.core.ids import delivery_id
 from webhooks.core.models import DeliveryState
 from webhooks.dev.receiver import Behavior, Hang, ReceivedRequest, Receiver, Respond
-from webhooks.publisher import WebhookPublisher
 from worker import running_worker
 from workflows.delivery import WebhookDelivery
 
@@ -36,8 +36,7 @@ async def worker_process(client: Client, settings: Settings) -> AsyncIterator[in
         "TEMPORAL_ADDRESS": client.service_client.config.target_host,
         "TEMPORAL_NAMESPACE": client.namespace,
         "WEBHOOKS_TASK_QUEUE": settings.task_queue,
-        "WEBHOOKS_SECRETS_FILE": str(settings.secrets_file),
-        "WEBHOOKS_ALLOW_PRIVATE_DESTINATIONS": "true",
+        **registry_env(settings),
         "WEBHOOKS_HTTP_TIMEOUT_SECONDS": str(settings.http_timeout_seconds),
         "WEBHOOKS_CONNECT_TIMEOUT_SECONDS": str(settings.connect_timeout_seconds),
         "WEBHOOKS_CIRCUIT_ENABLED": str(settings.circuit_enabled).lower(),
@@ -62,7 +61,7 @@ async def worker_process(client: Client, settings: Settings) -> AsyncIterator[in
 
 
 async def test_sigkilled_worker_loses_nothing(
-    client: Client, settings: Settings, publisher: WebhookPublisher
+    client: Client, settings: Settings, publisher: EndpointPublisher
 ) -> None:
     # The hung first attempts must still be in flight at the kill however slow the machine:
     # the receiver hangs longer than the send timeout, which is far longer than publishing.

@@ -7,16 +7,17 @@ from temporalio.api.operatorservice.v1 import ListSearchAttributesRequest
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
-from tests.conftest import BIN
+from tests.conftest import BIN, EndpointPublisher
 from webhooks.config import Settings
 from webhooks.core import search_attributes as sa
 from webhooks.core.models import DeliveryResult, DeliveryState
 from webhooks.dev.receiver import Receiver
-from webhooks.publisher import WebhookPublisher
 from worker import ensure_search_attributes, running_worker
 
 
-async def test_worker_registers_missing_search_attributes(settings: Settings) -> None:
+async def test_worker_registers_missing_search_attributes(
+    settings: Settings, publisher: EndpointPublisher
+) -> None:
     async with await WorkflowEnvironment.start_local(
         dev_server_existing_path=str(BIN / "temporal"),
         data_converter=pydantic_data_converter,
@@ -29,8 +30,7 @@ async def test_worker_registers_missing_search_attributes(settings: Settings) ->
         async with running_worker(client, settings), Receiver() as rx:
             after = await client.operator_service.list_search_attributes(request)
             assert {k.name for k in sa.ALL} <= set(after.custom_attributes)
-            publisher = WebhookPublisher(client, task_queue=settings.task_queue)
-            delivery_id = await publisher.publish(
+            delivery_id = await publisher.on(client, settings.task_queue).publish(
                 endpoint_id="ep_setup", url=rx.url, event_type="test.setup", data={}
             )
             handle = client.get_workflow_handle(delivery_id, result_type=DeliveryResult)

@@ -1,6 +1,7 @@
 """A worker in its own process, for the crash test to SIGKILL.
 
-    TEMPORAL_ADDRESS=127.0.0.1:7233 WEBHOOKS_TASK_QUEUE=... WEBHOOKS_SECRETS_FILE=... \
+    TEMPORAL_ADDRESS=127.0.0.1:7233 WEBHOOKS_TASK_QUEUE=... \
+        WEBHOOKS_DATABASE_URL=... WEBHOOKS_SECRET_KEYS=... \
         python -m tests.integration.worker_process
 
 Configured from the environment exactly like `webhooks worker`; prints `ready` once polling.

@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-import base64
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
+from tests.conftest import KEY_TEXT
 from tests.postgres import PostgresCluster
 from webhooks.core.destinations import DestinationPolicy
 from webhooks.registry.crypto import SecretKeyRing
 from webhooks.registry.migrate import upgrade
 from webhooks.registry.service import EndpointRegistry
 from webhooks.registry.store import RegistryStore, create_engine
-
-KEY_TEXT = "k1:" + base64.b64encode(b"registry-test-key-32-bytes-long!").decode()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -9,8 +9,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner, Result
 
-from tests.conftest import OLD_SECRET, SECRET
-from tests.registry.conftest import KEY_TEXT
+from tests.conftest import KEY_TEXT, OLD_SECRET, SECRET
 from webhooks.cli import app
 from webhooks.core.signing import secret_key
 

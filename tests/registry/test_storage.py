@@ -63,7 +63,7 @@ def _read_all(folder: Path) -> bytes:
 
 
 async def test_the_sqlite_file_holds_no_secret_in_the_clear(tmp_path: Path) -> None:
-    from tests.registry.conftest import KEY_TEXT
+    from tests.conftest import KEY_TEXT
     from webhooks.registry.crypto import SecretKeyRing
 
     path = tmp_path / "registry.db"
@@ -84,7 +84,7 @@ async def test_the_sqlite_file_holds_no_secret_in_the_clear(tmp_path: Path) -> N
 async def test_a_postgresql_dump_holds_no_secret_in_the_clear(
     postgres: PostgresCluster,
 ) -> None:
-    from tests.registry.conftest import KEY_TEXT
+    from tests.conftest import KEY_TEXT
     from webhooks.registry.crypto import SecretKeyRing
 
     url = postgres.new_database()

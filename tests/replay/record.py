@@ -14,10 +14,9 @@ no longer replay are running workflows that a deploy would break. After adding a
 from __future__ import annotations
 
 import asyncio
-import base64
+import functools
 import json
 import os
-import secrets
 import sysconfig
 import tempfile
 import uuid
@@ -32,6 +31,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 
 from tests.integration import settled
+from webhooks.codec import generate_key
 from webhooks.config import Settings
 from webhooks.core import search_attributes as sa
 from webhooks.core.circuit import (
@@ -56,6 +56,9 @@ from webhooks.core.models import (
 from webhooks.core.names import CIRCUIT_WORKFLOW
 from webhooks.dev.receiver import Hang, ReceivedRequest, Receiver, Respond, scripted
 from webhooks.publisher import WebhookPublisher, build_request
+from webhooks.registry.errors import EndpointNotFoundError
+from webhooks.registry.models import Endpoint, EndpointChanges, NewEndpoint
+from webhooks.registry.service import EndpointRegistry, open_registry
 from worker import running_worker
 from workflows.dead_letter import DeadLetter
 from workflows.delivery import WebhookDelivery
@@ -125,20 +128,40 @@ async def circuit_state(client: Client, endpoint_id: str) -> CircuitSnapshot | N
     return snapshot
 
 
+SLOW = RetrySchedule(schedule_seconds=[0, 3600], jitter=0, throttled_min_seconds=0)
+REGISTRY_CACHE_SECONDS = 0.3
+
+
+async def _retrying(handle: Delivery) -> bool:
+    status = await handle.query(WebhookDelivery.status)
+    return status.state is DeliveryState.RETRYING
+
+
 class Recorder:
-    def __init__(self, client: Client, settings: Settings) -> None:
+    def __init__(self, client: Client, settings: Settings, registry: EndpointRegistry) -> None:
         self.client = client
-        self.publisher = WebhookPublisher(
-            client, task_queue=settings.task_queue, secrets=settings.secret_store()
-        )
+        self.registry = registry
+        self.publisher = WebhookPublisher(client, registry=registry, task_queue=settings.task_queue)
+
+    async def endpoint(self, url: str, endpoint_id: str | None = None) -> Endpoint:
+        """The registry's endpoint at `url` (created, or moved there)."""
+        endpoint_id = endpoint_id or f"ep_{uuid.uuid4().hex[:8]}"
+        try:
+            found = await self.registry.get(endpoint_id)
+        except EndpointNotFoundError:
+            new = NewEndpoint(id=endpoint_id, account_id="acct_replay", url=url)
+            return (await self.registry.create(new)).endpoint
+        if found.url == url:
+            return found
+        return await self.registry.update(endpoint_id, EndpointChanges(url=url))
 
     async def deliver(
         self, url: str, *, endpoint_id: str | None = None, retry: RetrySchedule = SCHEDULE
     ) -> Delivery:
         # One endpoint per scenario unless shared on purpose: a 410 disables its endpoint.
+        endpoint = await self.endpoint(url, endpoint_id)
         delivery_id = await self.publisher.publish(
-            endpoint_id=endpoint_id or f"ep_{uuid.uuid4().hex[:8]}",
-            url=url,
+            endpoint_id=endpoint.id,
             event_type="stream.settled",
             data=settled(),
             event_id=f"evt_{uuid.uuid4().hex[:8]}",
@@ -176,6 +199,25 @@ class Recorder:
             )
             assert (await rerun.result()).state is DeliveryState.DELIVERED
             await save("WebhookDelivery-redelivered", rerun)
+
+        # The registry: disabled, then deleted, while the delivery waits to retry.
+        for reason, change in (
+            (DeadLetterReason.ENDPOINT_DISABLED, "disabled"),
+            (DeadLetterReason.ENDPOINT_DELETED, "deleted"),
+        ):
+            async with Receiver(scripted(Respond(503))) as rx:
+                waiting = await self.deliver(rx.url, retry=SLOW)
+                endpoint_id = (await waiting.query(WebhookDelivery.status)).endpoint_id
+                await until(functools.partial(_retrying, waiting), "retrying")
+                if change == "disabled":
+                    await self.registry.disable(endpoint_id, actor="record")
+                else:
+                    await self.registry.delete(endpoint_id, actor="record")
+                await asyncio.sleep(REGISTRY_CACHE_SECONDS + 0.2)
+                await waiting.signal(WebhookDelivery.retry_now)
+                result = await waiting.result()
+                assert result.dead_letter_reason is reason
+            await save(f"WebhookDelivery-registry-{change}", waiting)
 
         # Gone at once, then discarded by an operator.
         async with Receiver(scripted(Respond(410))) as rx:
@@ -232,8 +274,7 @@ class Recorder:
         # Unattended for the whole retention period: expires.
         async with Receiver(scripted(Respond(410))) as rx:
             request = build_request(
-                endpoint_id=f"ep_{uuid.uuid4().hex[:8]}",
-                url=rx.url,
+                endpoint=await self.endpoint(rx.url),
                 event_type="stream.settled",
                 data=settled(),
                 event_id=f"evt_{uuid.uuid4().hex[:8]}",
@@ -379,7 +420,6 @@ async def main() -> None:
     HISTORIES.mkdir(exist_ok=True)
     for var in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy"):
         os.environ.pop(var, None)
-    secret = "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=str(BIN / "temporal"),
         search_attributes=sa.ALL,
@@ -391,25 +431,26 @@ async def main() -> None:
     )
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            secrets_file = Path(tmp) / "secrets.json"
-            secrets_file.write_text(json.dumps({"default": secret}))
             settings = Settings(
                 task_queue="webhooks-replay",
-                secrets_file=secrets_file,
+                database_url=f"sqlite:///{Path(tmp) / 'registry.db'}",
+                secret_keys=f"replay:{generate_key()}",
+                registry_cache_seconds=REGISTRY_CACHE_SECONDS,
                 allow_private_destinations=True,
                 http_timeout_seconds=1,
                 connect_timeout_seconds=1,
             )
-            async with running_worker(env.client, settings):
-                await Recorder(env.client, settings).plain()
-            circuit = settings.model_copy(
-                update={"task_queue": "webhooks-replay-circuit", "circuit": CIRCUIT}
-            )
-            async with running_worker(env.client, circuit):
-                recorder = Recorder(env.client, circuit)
-                await recorder.circuit()
-                await recorder.disable_enable(circuit)
-                await recorder.continue_as_new(circuit)
+            async with open_registry(settings, migrate=True) as registry:
+                async with running_worker(env.client, settings):
+                    await Recorder(env.client, settings, registry).plain()
+                circuit = settings.model_copy(
+                    update={"task_queue": "webhooks-replay-circuit", "circuit": CIRCUIT}
+                )
+                async with running_worker(env.client, circuit):
+                    recorder = Recorder(env.client, circuit, registry)
+                    await recorder.circuit()
+                    await recorder.disable_enable(circuit)
+                    await recorder.continue_as_new(circuit)
     finally:
         await env.shutdown()
 

@@ -37,6 +37,8 @@ SCENARIOS = {
         "circuit-held-woken",  # held by an open circuit, woken when it closed
         "circuit-max-age",  # held by an open circuit past its maximum age
         "endpoint-disabled",  # an operator disabled the endpoint
+        "registry-disabled",  # disabled in the registry while waiting to retry
+        "registry-deleted",  # deleted from the registry while waiting to retry
     },
     "DeadLetter": {"redelivered", "discarded", "expired"},
     "EndpointCircuit": {

@@ -1,5 +1,5 @@
 """Bad input at the edges, through the Python API and the CLI: a clear message, a non-zero
-exit, and nothing started on the server."""
+exit, and nothing started on the server (nor changed in the registry)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 from typer.testing import CliRunner, Result
 
-from tests.conftest import SECRET
+from tests.conftest import ACCOUNT, SECRET, EndpointPublisher
+from tests.integration import registry_env
 from tests.security import BOUND_SECONDS, listed, unique
 from webhooks.cli import app
 from webhooks.config import Settings
@@ -21,7 +22,8 @@ from webhooks.core import search_attributes as sa
 from webhooks.core.ids import delivery_id
 from webhooks.core.models import DeliveryState
 from webhooks.dev.receiver import Receiver
-from webhooks.publisher import WebhookPublisher
+from webhooks.registry.models import NewEndpoint
+from webhooks.registry.service import EndpointRegistry
 from workflows.delivery import WebhookDelivery
 
 SETTLED = {
@@ -33,20 +35,24 @@ SETTLED = {
     "settled_at": "2026-11-28T12:00:00Z",
 }
 BIG = {"blob": "x" * (300 * 1024)}
+URL = "https://hooks.example/hook"
+
+# (name, a URL an endpoint is created or updated with, what the error says)
+BAD_URLS: list[tuple[str, str, str]] = [
+    ("malformed-url", "http://[::1", "not a valid URL"),
+    ("no-host", "http:///hook", "URL has no host"),
+    ("spaces", "http://a b.example/", "must not contain whitespace"),
+    ("file-scheme", "file:///etc/passwd", "scheme must be http or https, not 'file'"),
+    ("ftp-scheme", "ftp://files.example/hook", "not 'ftp'"),
+    ("gopher-scheme", "gopher://127.0.0.1:6379/_FLUSHALL", "not 'gopher'"),
+    ("javascript", "javascript:alert(1)", "not 'javascript'"),
+    ("no-scheme", "hooks.example/path", "not 'missing'"),
+    ("credentials", "https://user:pw@hooks.example/", "must not carry credentials"),
+]
 
 # (name, publish arguments that differ from a valid event, what the error says)
-BAD: list[tuple[str, dict[str, Any], str]] = [
-    ("malformed-url", {"url": "http://[::1"}, "not a valid URL"),
-    ("no-host", {"url": "http:///hook"}, "URL has no host"),
-    ("spaces", {"url": "http://a b.example/"}, "must not contain whitespace"),
-    ("file-scheme", {"url": "file:///etc/passwd"}, "scheme must be http or https, not 'file'"),
-    ("ftp-scheme", {"url": "ftp://files.example/hook"}, "not 'ftp'"),
-    ("gopher-scheme", {"url": "gopher://127.0.0.1:6379/_FLUSHALL"}, "not 'gopher'"),
-    ("javascript", {"url": "javascript:alert(1)"}, "not 'javascript'"),
-    ("no-scheme", {"url": "hooks.example/path"}, "not 'missing'"),
-    ("credentials", {"url": "https://user:pw@hooks.example/"}, "must not carry credentials"),
+BAD_EVENTS: list[tuple[str, dict[str, Any], str]] = [
     ("oversized", {"data": BIG}, "at most 262144 characters"),
-    ("unknown-secret-ref", {"secret_ref": "nope"}, "unknown secret_ref 'nope'"),
     (
         "typed-extra-field",
         {"event_type": "stream.settled", "data": SETTLED | {"email": "ada@example.com"}},
@@ -72,7 +78,7 @@ async def assert_nothing_started(client: Client, endpoint_id: str, event_id: str
 def event(**changes: Any) -> dict[str, Any]:
     return {
         "endpoint_id": unique("ep_bad"),
-        "url": "https://hooks.example/hook",
+        "url": URL,
         "event_type": "bad.input",
         "data": {"ok": True},
         "event_id": unique("evt"),
@@ -80,10 +86,21 @@ def event(**changes: Any) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize(
-    ("changes", "message"), [(c, m) for _, c, m in BAD], ids=[n for n, *_ in BAD]
+    ("url", "message"), [(u, m) for _, u, m in BAD_URLS], ids=[n for n, *_ in BAD_URLS]
+)
+async def test_an_endpoint_with_a_bad_url_is_refused_and_nothing_is_stored(
+    registry: EndpointRegistry, url: str, message: str
+) -> None:
+    with pytest.raises(ValueError, match=re.escape(message)):
+        await registry.create(NewEndpoint(account_id=ACCOUNT, url=url))
+    assert await registry.list_endpoints() == []
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"), [(c, m) for _, c, m in BAD_EVENTS], ids=[n for n, *_ in BAD_EVENTS]
 )
 async def test_publish_refuses_bad_input_and_starts_nothing(
-    client: Client, publisher: WebhookPublisher, changes: dict[str, Any], message: str
+    client: Client, publisher: EndpointPublisher, changes: dict[str, Any], message: str
 ) -> None:
     fields = event(**changes)
     with pytest.raises(ValueError, match=re.escape(message)):
@@ -92,7 +109,7 @@ async def test_publish_refuses_bad_input_and_starts_nothing(
 
 
 async def test_publish_refuses_data_that_is_not_json(
-    client: Client, publisher: WebhookPublisher
+    client: Client, publisher: EndpointPublisher
 ) -> None:
     for data, message in [
         ({"when": object()}, "data is not JSON-serializable"),
@@ -105,14 +122,28 @@ async def test_publish_refuses_data_that_is_not_json(
         await assert_nothing_started(client, fields["endpoint_id"], fields["event_id"])
 
 
-async def test_require_https_refuses_plain_http_at_publish(
-    client: Client, settings: Settings
+async def test_publish_refuses_endpoints_that_may_not_receive_and_starts_nothing(
+    client: Client, publisher: EndpointPublisher, registry: EndpointRegistry
 ) -> None:
-    publisher = WebhookPublisher(client, task_queue=settings.task_queue, require_https=True)
-    fields = event(url="http://hooks.example/hook")
-    with pytest.raises(ValueError, match="url must use https"):
-        await publisher.publish(**fields)
-    await assert_nothing_started(client, fields["endpoint_id"], fields["event_id"])
+    """Unknown, disabled, another account's, or not subscribed to the event type."""
+    real = publisher.publisher
+    off = (await registry.create(NewEndpoint(account_id=ACCOUNT, url=URL))).endpoint.id
+    await registry.disable(off, reason="customer paused it")
+    theirs = (await registry.create(NewEndpoint(account_id="acct_other", url=URL))).endpoint.id
+    picky = (
+        await registry.create(NewEndpoint(account_id=ACCOUNT, url=URL, event_types=["a.b"]))
+    ).endpoint.id
+    cases: list[tuple[dict[str, Any], str]] = [
+        ({"endpoint_id": "ep_nobody"}, "no endpoint with id 'ep_nobody'"),
+        ({"endpoint_id": off}, "is disabled (customer paused it)"),
+        ({"endpoint_id": theirs, "account_id": ACCOUNT}, "does not belong to account"),
+        ({"endpoint_id": picky}, "does not subscribe to 'bad.input'"),
+    ]
+    for where, message in cases:
+        event_id = unique("evt")
+        with pytest.raises(ValueError, match=re.escape(message)):
+            await real.publish(event_type="bad.input", data={}, event_id=event_id, **where)
+        await assert_nothing_started(client, where["endpoint_id"], event_id)
 
 
 # --- the CLI ----------------------------------------------------------------------------------
@@ -126,7 +157,7 @@ class Cli:
             "TEMPORAL_ADDRESS": client.service_client.config.target_host,
             "TEMPORAL_NAMESPACE": client.namespace,
             "WEBHOOKS_TASK_QUEUE": settings.task_queue,
-            "WEBHOOKS_SECRETS_FILE": str(settings.secrets_file),
+            **registry_env(settings),
             "COLUMNS": "300",
             **extra,
         }
@@ -134,10 +165,17 @@ class Cli:
     async def __call__(self, *args: str) -> Result:
         return await asyncio.to_thread(CliRunner().invoke, app, list(args), env=self.env)
 
+    async def fails(self, *args: str) -> str:
+        result = await self(*args)
+        assert result.exit_code == 2, result.output
+        assert result.output.startswith("error:")
+        assert SECRET not in result.output
+        return " ".join(result.output.split())  # rich may wrap long lines
+
 
 def cli_args(fields: dict[str, Any]) -> list[str]:
     args = ["publish"]
-    for name in ("endpoint_id", "url", "event_type", "event_id", "secret_ref"):
+    for name in ("endpoint_id", "event_type", "event_id"):
         if name in fields:
             args += [f"--{name.replace('_', '-')}", str(fields[name])]
     data = fields["data"]
@@ -145,43 +183,88 @@ def cli_args(fields: dict[str, Any]) -> list[str]:
 
 
 @pytest.mark.parametrize(
+    ("url", "message"), [(u, m) for _, u, m in BAD_URLS], ids=[n for n, *_ in BAD_URLS]
+)
+async def test_the_cli_refuses_bad_urls_exits_non_zero_and_stores_nothing(
+    client: Client, settings: Settings, registry: EndpointRegistry, url: str, message: str
+) -> None:
+    output = await Cli(client, settings).fails(
+        "endpoint", "create", "--account-id", ACCOUNT, "--url", url
+    )
+    assert message in output
+    assert await registry.list_endpoints() == []
+
+
+@pytest.mark.parametrize(
     ("changes", "message"),
     [
-        *[(c, m) for _, c, m in BAD],
+        *[(c, m) for _, c, m in BAD_EVENTS],
         ({"data": "{not json"}, "--data is not JSON: Expecting property name"),
         ({"data": "[1, 2]"}, "data must be a JSON object"),
         ({"data": "NaN"}, "data must be a JSON object"),
+        ({"endpoint_id": "ep_nobody"}, "no endpoint with id 'ep_nobody'"),
     ],
-    ids=[*(n for n, *_ in BAD), "non-json-data", "json-array-data", "json-nan-data"],
+    ids=[
+        *(n for n, *_ in BAD_EVENTS),
+        "non-json-data",
+        "json-array-data",
+        "json-nan-data",
+        "unknown",
+    ],
 )
 async def test_the_cli_refuses_bad_input_exits_non_zero_and_starts_nothing(
-    client: Client, settings: Settings, changes: dict[str, Any], message: str
+    client: Client,
+    settings: Settings,
+    publisher: EndpointPublisher,
+    changes: dict[str, Any],
+    message: str,
 ) -> None:
     fields = event(**changes)
-    result = await Cli(client, settings)(*cli_args(fields))
-    assert result.exit_code == 2, result.output
-    assert result.output.startswith("error:")
-    assert message in " ".join(result.output.split())  # rich may wrap long lines
-    assert SECRET not in result.output
+    if fields["endpoint_id"] != "ep_nobody":
+        await publisher.endpoint(fields["endpoint_id"], fields["url"])
+    assert message in await Cli(client, settings).fails(*cli_args(fields))
     await assert_nothing_started(client, fields["endpoint_id"], fields["event_id"])
+
+
+async def test_the_cli_refuses_disabled_and_other_account_endpoints(
+    client: Client, settings: Settings, registry: EndpointRegistry
+) -> None:
+    cli = Cli(client, settings)
+    off = (await registry.create(NewEndpoint(account_id=ACCOUNT, url=URL))).endpoint.id
+    await registry.disable(off)
+    theirs = (await registry.create(NewEndpoint(account_id="acct_other", url=URL))).endpoint.id
+    for args, message in [
+        (["--endpoint-id", off], f"endpoint '{off}' is disabled"),
+        (["--endpoint-id", theirs, "--account-id", ACCOUNT], "does not belong to account"),
+        ([], "give --endpoint-id (with --account-id: it must be theirs) or --account-id"),
+    ]:
+        event_id = unique("evt")
+        output = await cli.fails(
+            "publish", *args, "--event-type", "t.x", "--data", "{}", "--event-id", event_id
+        )
+        assert message in output
+        for endpoint_id in (off, theirs):
+            await assert_nothing_started(client, endpoint_id, event_id)
 
 
 async def test_the_cli_refuses_plain_http_when_https_is_required(
-    client: Client, settings: Settings
+    client: Client, settings: Settings, registry: EndpointRegistry
 ) -> None:
-    fields = event(url="http://hooks.example/hook")
-    result = await Cli(client, settings, WEBHOOKS_REQUIRE_HTTPS="true")(*cli_args(fields))
-    assert result.exit_code == 2
-    assert "url must use https" in result.output
-    await assert_nothing_started(client, fields["endpoint_id"], fields["event_id"])
+    cli = Cli(client, settings, WEBHOOKS_REQUIRE_HTTPS="true")
+    output = await cli.fails(
+        "endpoint", "create", "--account-id", ACCOUNT, "--url", "http://hooks.example/hook"
+    )
+    assert "https is required" in output
+    assert await registry.list_endpoints() == []
 
 
 async def test_control_valid_input_through_the_cli_is_delivered(
-    client: Client, settings: Settings, worker: None
+    client: Client, settings: Settings, worker: None, publisher: EndpointPublisher
 ) -> None:
     """The same checks see a started delivery when there is one."""
     async with Receiver() as rx:
         fields = event(url=rx.url + "/hook", event_type="stream.settled", data=SETTLED)
+        await publisher.endpoint(fields["endpoint_id"], fields["url"])
         result = await Cli(client, settings)(*cli_args(fields))
         assert result.exit_code == 0, result.output
         expected = delivery_id(fields["endpoint_id"], fields["event_id"])

@@ -8,13 +8,14 @@ import asyncio
 import json
 from collections.abc import AsyncIterator
 from ipaddress import IPv4Network
-from pathlib import Path
 
 import pytest
 from temporalio.client import Client
 
+from activities.endpoint_cache import EndpointCache
 from activities.safe_transport import DestinationPolicy
 from activities.send import MAX_RESPONSE_BYTES, SendActivities, new_http_client
+from tests.conftest import EndpointPublisher
 from tests.security import BOUND_SECONDS, fast, unique
 from webhooks.config import Settings
 from webhooks.core.models import (
@@ -27,8 +28,8 @@ from webhooks.core.models import (
     SendRequest,
 )
 from webhooks.dev.receiver import Receiver, Respond, Stream, scripted
-from webhooks.publisher import WebhookPublisher
-from webhooks.secrets import FileSecretStore
+from webhooks.registry.legacy import parse_entries
+from webhooks.registry.service import EndpointRegistry
 from worker import running_worker
 from workflows.dead_letter import DeadLetter
 from workflows.delivery import WebhookDelivery
@@ -50,11 +51,8 @@ async def strict_worker(client: Client, strict: Settings) -> AsyncIterator[None]
 
 @pytest.mark.parametrize("host", ["localhost", "127.0.0.1"])
 async def test_a_refused_destination_dead_letters_at_once_and_sends_nothing(
-    client: Client, strict: Settings, strict_worker: None, host: str
+    client: Client, strict: Settings, strict_worker: None, host: str, publisher: EndpointPublisher
 ) -> None:
-    publisher = WebhookPublisher(
-        client, task_queue=strict.task_queue, secrets=strict.secret_store()
-    )
     async with Receiver() as rx:
         delivery_id = await publisher.publish(
             endpoint_id=unique("ep_guard"),
@@ -82,10 +80,9 @@ async def test_a_refused_destination_dead_letters_at_once_and_sends_nothing(
 
 
 async def test_require_https_at_send_dead_letters_plain_http(
-    client: Client, settings: Settings
+    client: Client, settings: Settings, publisher: EndpointPublisher
 ) -> None:
     https_only = settings.model_copy(update={"require_https": True})
-    publisher = WebhookPublisher(client, task_queue=settings.task_queue, secrets=None)
     async with Receiver() as rx, running_worker(client, https_only):
         delivery_id = await publisher.publish(
             endpoint_id=unique("ep_https"),
@@ -102,7 +99,7 @@ async def test_require_https_at_send_dead_letters_plain_http(
 
 
 async def test_a_redirect_is_a_failure_recorded_by_host_only_and_never_followed(
-    client: Client, worker: None, publisher: WebhookPublisher
+    client: Client, worker: None, publisher: EndpointPublisher
 ) -> None:
     target = "http://169.254.169.254/latest/meta-data/iam?token=s3cr3t-in-location"
     redirect = Respond(302, b"moved", {"location": target, "set-cookie": "session=abc123"})
@@ -134,12 +131,18 @@ async def test_a_redirect_is_a_failure_recorded_by_host_only_and_never_followed(
 
 
 @pytest.fixture
-async def production_sender(tmp_path: Path) -> AsyncIterator[SendActivities]:
-    secrets = tmp_path / "secrets.json"
-    secrets.write_text(json.dumps({"default": "whsec_cmVzcG9uc2UtdGVzdC1rZXktMDEyMzQ1"}))
+async def signer(registry: EndpointRegistry) -> EndpointCache:
+    """Signs the old-style attempts below (url + secret_ref `default`, imported)."""
+    old_file = json.dumps({"default": "whsec_cmVzcG9uc2UtdGVzdC1rZXktMDEyMzQ1"})
+    await registry.import_legacy(parse_entries(old_file), account_id="a")
+    return EndpointCache(registry)
+
+
+@pytest.fixture
+async def production_sender(signer: EndpointCache) -> AsyncIterator[SendActivities]:
     policy = DestinationPolicy(allowed_networks=(IPv4Network("127.0.0.0/8"),))
     async with new_http_client(connect_timeout=1, max_connections=4, destinations=policy) as h:
-        yield SendActivities(h, FileSecretStore(secrets), timeout_seconds=2, excerpt_bytes=100)
+        yield SendActivities(h, signer, timeout_seconds=2, excerpt_bytes=100)
 
 
 def to(url: str) -> SendRequest:
@@ -169,15 +172,13 @@ async def test_a_slow_drip_is_cut_off_by_the_total_timeout(
     assert result.response_excerpt is None
 
 
-async def test_excerpts_can_be_turned_off(tmp_path: Path) -> None:
-    secrets = tmp_path / "secrets.json"
-    secrets.write_text(json.dumps({"default": "whsec_cmVzcG9uc2UtdGVzdC1rZXktMDEyMzQ1"}))
+async def test_excerpts_can_be_turned_off(signer: EndpointCache) -> None:
     policy = DestinationPolicy(allow_private=True)
     async with (
         Receiver(scripted(Respond(500, b"user@example.com leaked by the receiver"))) as rx,
         new_http_client(connect_timeout=1, max_connections=4, destinations=policy) as h,
     ):
-        acts = SendActivities(h, FileSecretStore(secrets), timeout_seconds=2, excerpt_bytes=0)
+        acts = SendActivities(h, signer, timeout_seconds=2, excerpt_bytes=0)
         result = await acts.send_webhook(to(rx.url))
     assert result.status_code == 500
     assert result.response_excerpt is None

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from tests.integration import endpoint_record
 from webhooks.core.events import (
     EVENT_TYPES,
     EventData,
@@ -139,13 +140,12 @@ def test_the_extension_point_registers_new_types() -> None:
 
 def test_publishing_validates_typed_events_into_the_signed_body() -> None:
     request = build_request(
-        endpoint_id="ep_1", url="https://e.example/", event_type="stream.settled", data=SETTLED
+        endpoint=endpoint_record("ep_1"), event_type="stream.settled", data=SETTLED
     )
     assert json.loads(request.body)["data"] == SETTLED
     with pytest.raises(InvalidEventError, match="email: Extra inputs are not permitted"):
         build_request(
-            endpoint_id="ep_1",
-            url="https://e.example/",
+            endpoint=endpoint_record("ep_1"),
             event_type="stream.settled",
             data=SETTLED | {"email": "ada@example.com"},
         )

@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from activities.endpoint_cache import EndpointCache
 from activities.safe_transport import (
     BlockedDestinationError,
     DestinationPolicy,
@@ -32,7 +33,8 @@ from activities.safe_transport import (
 from activities.send import SendActivities, error_kind_of, new_http_client
 from webhooks.core.models import ErrorKind, SendRequest, SendResult
 from webhooks.dev.receiver import Receiver
-from webhooks.secrets import FileSecretStore
+from webhooks.registry.legacy import parse_entries
+from webhooks.registry.service import EndpointRegistry
 
 SECRET = "whsec_dGhlLWd1YXJkLXRlc3Qtc2lnbmluZy1rZXk="
 BODY = '{"id":"evt_g","type":"guard.test","timestamp":"2026-11-28T12:00:00Z","data":{}}'
@@ -75,13 +77,13 @@ def resolver_of(*answers: Sequence[str]) -> tuple[list[str], Resolver]:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> FileSecretStore:
-    path = tmp_path / "secrets.json"
-    path.write_text(json.dumps({"default": SECRET}))
-    return FileSecretStore(path)
+async def store(registry: EndpointRegistry) -> EndpointCache:
+    """Signs the old-style attempts below (url + secret_ref `default`, imported)."""
+    await registry.import_legacy(parse_entries(json.dumps({"default": SECRET})), account_id="a")
+    return EndpointCache(registry)
 
 
-def sender(http: httpx.AsyncClient, store: FileSecretStore) -> SendActivities:
+def sender(http: httpx.AsyncClient, store: EndpointCache) -> SendActivities:
     return SendActivities(http, store, timeout_seconds=2)
 
 
@@ -106,7 +108,7 @@ def attempt(url: str) -> SendRequest:
     ],
 )
 async def test_loopback_in_any_spelling_is_refused_and_receives_nothing(
-    store: FileSecretStore, template: str
+    store: EndpointCache, template: str
 ) -> None:
     async with (
         Receiver() as rx,
@@ -123,7 +125,7 @@ async def test_loopback_in_any_spelling_is_refused_and_receives_nothing(
 
 
 async def test_the_same_receiver_is_reached_once_its_network_is_allowlisted(
-    store: FileSecretStore,
+    store: EndpointCache,
 ) -> None:
     policy = DestinationPolicy(allowed_networks=(IPv4Network("127.0.0.0/8"),))
     async with (
@@ -159,7 +161,7 @@ async def test_the_same_receiver_is_reached_once_its_network_is_allowlisted(
     ],
 )
 async def test_each_refused_class_is_blocked_before_any_connect(
-    store: FileSecretStore, url: str, shown: str
+    store: EndpointCache, url: str, shown: str
 ) -> None:
     spy = SpyBackend()
     policy = DestinationPolicy()
@@ -211,7 +213,7 @@ async def test_dns_rebinding_cannot_swap_the_vetted_address() -> None:
 
 
 async def test_the_connection_goes_to_the_vetted_ip_but_speaks_the_hostname(
-    store: FileSecretStore,
+    store: EndpointCache,
 ) -> None:
     spy = SpyBackend(connect=True)
     _, resolve = resolver_of(["127.0.0.1"])
@@ -228,7 +230,7 @@ async def test_the_connection_goes_to_the_vetted_ip_but_speaks_the_hostname(
 
 
 async def test_a_failed_address_falls_through_to_the_next_vetted_one(
-    store: FileSecretStore,
+    store: EndpointCache,
 ) -> None:
     policy = DestinationPolicy(allow_private=True)
     async with Receiver() as rx:
@@ -260,7 +262,7 @@ async def test_when_every_address_fails_the_last_error_is_reported() -> None:
 # --- resolution failures are ordinary, retryable errors --------------------------------------
 
 
-async def test_an_unknown_name_is_a_dns_error(store: FileSecretStore) -> None:
+async def test_an_unknown_name_is_a_dns_error(store: EndpointCache) -> None:
     async with new_http_client(
         connect_timeout=1, max_connections=4, destinations=DestinationPolicy()
     ) as http:
@@ -303,7 +305,7 @@ async def test_unix_sockets_are_refused() -> None:
 # --- https only -------------------------------------------------------------------------------
 
 
-async def test_require_https_refuses_plain_http_at_send(store: FileSecretStore) -> None:
+async def test_require_https_refuses_plain_http_at_send(store: EndpointCache) -> None:
     policy = DestinationPolicy(allow_private=True, require_https=True)
     async with (
         Receiver() as rx,
@@ -371,7 +373,7 @@ async def tls_server(tmp_path: Path) -> AsyncIterator[tuple[int, Path, list[str 
 
 
 async def test_tls_uses_the_hostname_for_sni_and_certificate_checks(
-    store: FileSecretStore, tls_server: tuple[int, Path, list[str | None]]
+    store: EndpointCache, tls_server: tuple[int, Path, list[str | None]]
 ) -> None:
     port, cert, names = tls_server
     policy = DestinationPolicy(

@@ -16,13 +16,13 @@ import pytest
 from pydantic import SecretStr
 from temporalio.client import Client
 
-from tests.conftest import BIN, SECRET
+from tests.conftest import BIN, SECRET, EndpointPublisher
 from tests.security import BOUND_SECONDS, fast, unique
 from webhooks.codec import codec_from_settings, generate_key
 from webhooks.config import Settings
 from webhooks.core.models import DeliveryResult, DeliveryState
 from webhooks.dev.receiver import Receiver, Respond, scripted
-from webhooks.publisher import WebhookPublisher, data_converter
+from webhooks.publisher import data_converter
 from webhooks.server.codec_server import CodecServer
 from worker import running_worker
 from workflows.delivery import WebhookDelivery
@@ -92,13 +92,14 @@ def show(client: Client, workflow_id: str, *codec: str) -> str:
 
 
 async def test_histories_hold_neither_secret_nor_payload_while_the_codec_is_on(
-    codec_client: Client, codec_settings: Settings, codec_worker: None
+    codec_client: Client,
+    codec_settings: Settings,
+    codec_worker: None,
+    publisher: EndpointPublisher,
 ) -> None:
     marker = unique("PAYLOAD-MARKER")
     reply = unique("REPLY-MARKER")
-    publisher = WebhookPublisher(
-        codec_client, task_queue=codec_settings.task_queue, secrets=codec_settings.secret_store()
-    )
+    publisher = publisher.on(codec_client, codec_settings.task_queue)
     results: list[DeliveryResult] = []
     async with (
         Receiver(lambda _: Respond(200, reply.encode())) as ok,

@@ -1,6 +1,6 @@
-"""Secret rotation: every unexpired secret signs (one `v1,` entry each) and a receiver
-verifies with either, via `standardwebhooks`; an expired secret stops signing on its own;
-a broken store fails loudly without ever printing a secret."""
+"""Secret rotation through the registry: during the overlap both secrets sign (one `v1,`
+entry each) and a receiver verifies with either, via `standardwebhooks`; after it only the
+new one signs. An endpoint left with no unexpired secret sends nothing unsigned."""
 
 from __future__ import annotations
 
@@ -8,46 +8,25 @@ import asyncio
 import base64
 import json
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
-import pytest
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 from temporalio.client import Client
 
+from activities.endpoint_cache import EndpointCache
 from activities.send import SendActivities, new_http_client
+from tests.conftest import ACCOUNT
 from tests.security import BOUND_SECONDS, fast, unique
 from webhooks.config import Settings
 from webhooks.core.models import DeliveryState, ErrorKind, SendRequest
 from webhooks.dev.receiver import ReceivedRequest, Receiver
-from webhooks.publisher import WebhookPublisher, build_request
-from webhooks.secrets import (
-    FileSecretStore,
-    NoActiveSecretError,
-    SecretStoreError,
-    UnknownSecretRefError,
-    parse_secrets,
-)
+from webhooks.publisher import WebhookPublisher
+from webhooks.registry.legacy import parse_entries
+from webhooks.registry.models import NewEndpoint
+from webhooks.registry.service import EndpointRegistry
 from worker import running_worker
 from workflows.delivery import WebhookDelivery
 
-NEW_KEY, OLD_KEY = b"rotation-new-key-0123456789", b"rotation-old-key-9876543210"
-NEW = "whsec_" + base64.b64encode(NEW_KEY).decode()
-OLD = "whsec_" + base64.b64encode(OLD_KEY).decode()
-T0 = datetime(2026, 12, 1, tzinfo=UTC)
-
-
-def rotating(expires_at: datetime) -> dict[str, object]:
-    return {
-        "partner": [
-            {"secret": NEW},
-            {"secret": OLD, "expires_at": expires_at.isoformat().replace("+00:00", "Z")},
-        ]
-    }
-
-
-def write(path: Path, content: object) -> Path:
-    path.write_text(json.dumps(content))
-    return path
+OLD = "whsec_" + base64.b64encode(b"rotation-old-key-9876543210").decode()
 
 
 def verifies(secret: str, request: ReceivedRequest) -> bool:
@@ -58,109 +37,62 @@ def verifies(secret: str, request: ReceivedRequest) -> bool:
     return True
 
 
-async def deliver(client: Client, settings: Settings, secrets: Path) -> ReceivedRequest:
-    """One real delivery through the dev server, signed by the store in `secrets`."""
-    settings = settings.model_copy(update={"secrets_file": secrets})
-    store = settings.secret_store()
-    publisher = WebhookPublisher(client, task_queue=settings.task_queue, secrets=store)
+async def test_both_secrets_sign_during_the_overlap_and_only_the_new_one_after(
+    client: Client, settings: Settings, registry: EndpointRegistry
+) -> None:
+    overlap = 8.0  # long enough for one delivery on a loaded machine
+    settings = settings.model_copy(update={"registry_cache_seconds": 0.5})
     async with Receiver() as rx, running_worker(client, settings):
-        delivery_id = await publisher.publish(
-            endpoint_id=unique("ep_rot"),
-            url=rx.url + "/hook",
-            event_type="rotation.test",
-            data={"n": 1},
-            secret_ref="partner",
-            retry=fast(0),
+        created = await registry.create(
+            NewEndpoint(id=unique("ep_rot"), account_id=ACCOUNT, url=rx.url + "/hook")
         )
-        handle = client.get_workflow_handle_for(WebhookDelivery.run, delivery_id)
-        async with asyncio.timeout(BOUND_SECONDS):
-            result = await handle.result()
-        assert result.state is DeliveryState.DELIVERED
-        [request] = rx.requests
-        return request
+        old = created.secret.get_secret_value()
+        endpoint_id = created.endpoint.id
+        publisher = WebhookPublisher(client, registry=registry, task_queue=settings.task_queue)
+
+        async def one() -> ReceivedRequest:
+            before = len(rx.requests)
+            delivery_id = await publisher.publish(
+                endpoint_id=endpoint_id, event_type="rotation.test", data={}, retry=fast(0)
+            )
+            handle = client.get_workflow_handle_for(WebhookDelivery.run, delivery_id)
+            async with asyncio.timeout(BOUND_SECONDS):
+                assert (await handle.result()).state is DeliveryState.DELIVERED
+            [request] = rx.requests[before:]
+            return request
+
+        assert verifies(old, await one())
+        rotated = await registry.rotate_secret(endpoint_id, overlap_seconds=overlap)
+        new = rotated.secret.get_secret_value()
+        ends = max(s.expires_at for s in rotated.endpoint.secrets if s.expires_at)
+        await asyncio.sleep(settings.registry_cache_seconds + 0.1)  # the cached copy is gone
+
+        during = await one()
+        assert datetime.now(UTC) < ends, "the overlap ended before the delivery: too slow"
+        assert len(during.headers["webhook-signature"].split()) == 2
+        assert verifies(new, during)
+        assert verifies(old, during)  # a receiver still on the old secret keeps working
+
+        wait = (ends - datetime.now(UTC)).total_seconds() + settings.registry_cache_seconds
+        await asyncio.sleep(max(0.0, wait) + 0.1)
+        after = await one()
+        assert len(after.headers["webhook-signature"].split()) == 1
+        assert verifies(new, after)
+        assert not verifies(old, after)
 
 
-async def test_during_rotation_both_secrets_sign_and_either_verifies(
-    client: Client, settings: Settings, tmp_path: Path
-) -> None:
-    secrets = write(tmp_path / "s.json", rotating(datetime.now(UTC) + timedelta(days=1)))
-    request = await deliver(client, settings, secrets)
-    assert len(request.headers["webhook-signature"].split()) == 2
-    assert verifies(NEW, request)
-    assert verifies(OLD, request)  # a receiver still on the old secret keeps working
-
-
-async def test_an_expired_secret_no_longer_signs(
-    client: Client, settings: Settings, tmp_path: Path
-) -> None:
-    secrets = write(tmp_path / "s.json", rotating(datetime.now(UTC) - timedelta(seconds=1)))
-    request = await deliver(client, settings, secrets)
-    assert len(request.headers["webhook-signature"].split()) == 1
-    assert verifies(NEW, request)
-    assert not verifies(OLD, request)
-
-
-def test_expiry_takes_effect_without_touching_the_file(tmp_path: Path) -> None:
-    now = [T0 - timedelta(minutes=1)]
-    store = FileSecretStore(write(tmp_path / "s.json", rotating(T0)), clock=lambda: now[0])
-    assert store.keys("partner") == (NEW_KEY, OLD_KEY)
-    now[0] = T0
-    assert store.keys("partner") == (NEW_KEY,)
-    assert parse_secrets(json.dumps(rotating(T0)), now=T0 - timedelta(seconds=1)) == {
-        "partner": (NEW_KEY, OLD_KEY)
-    }
-    assert parse_secrets(json.dumps(rotating(T0)), now=T0) == {"partner": (NEW_KEY,)}
-
-
-async def test_a_ref_whose_secrets_all_expired_signs_nothing_and_publishes_nothing(
-    tmp_path: Path,
-) -> None:
-    path = write(
-        tmp_path / "s.json",
-        {"gone": [{"secret": OLD, "expires_at": "2020-01-01T00:00:00+00:00"}], "ok": NEW},
-    )
-    store = FileSecretStore(path)
-    assert "gone" not in store
-    assert "ok" in store
-    with pytest.raises(NoActiveSecretError, match="'gone' has no unexpired secret"):
-        store.keys("gone")
-    with pytest.raises(UnknownSecretRefError, match="no unexpired secret"):
-        build_request(
-            endpoint_id="ep",
-            url="https://e.example/",
-            event_type="t",
-            data={},
-            secret_ref="gone",
-            secrets=store,
-        )
+async def test_a_ref_whose_secrets_all_expired_signs_nothing(registry: EndpointRegistry) -> None:
+    old_file = {"gone": [{"secret": OLD, "expires_at": "2020-01-01T00:00:00+00:00"}]}
+    await registry.import_legacy(parse_entries(json.dumps(old_file)), account_id=ACCOUNT)
+    resolved = await registry.resolve_legacy("gone")
+    assert resolved is not None
+    assert resolved.keys == ()
     async with Receiver() as rx, new_http_client(connect_timeout=1, max_connections=2) as http:
-        result = await SendActivities(http, store).send_webhook(
+        result = await SendActivities(http, EndpointCache(registry)).send_webhook(
             SendRequest(delivery_id="msg_x", url=rx.url, body="{}", secret_ref="gone")
         )
         assert rx.requests == []
     assert result.error_kind is ErrorKind.SECRET_UNAVAILABLE
-
-
-@pytest.mark.parametrize(
-    ("entry", "message"),
-    [
-        ({"secret": OLD, "expires_at": "2026-12-01T00:00:00"}, "with a zone"),
-        ({"secret": OLD, "expires_at": "next tuesday"}, "with a zone"),
-        ({"secret": OLD, "expires_at": 1764547200}, "with a zone"),
-        ({"secret": OLD, "expire_at": "2026-12-01T00:00:00Z"}, "unknown field(s) expire_at"),
-        ({"secret": "whsec_not base64!"}, "signing secret"),
-        ({"secret": 42}, "must be a secret or a list of secrets"),
-        ({"expires_at": "2026-12-01T00:00:00Z"}, "must be a secret or a list of secrets"),
-    ],
-)
-def test_bad_rotation_entries_are_rejected_naming_the_ref_never_the_secret(
-    tmp_path: Path, entry: dict[str, object], message: str
-) -> None:
-    path = write(tmp_path / "s.json", {"partner": [{"secret": NEW}, entry]})
-    with pytest.raises(SecretStoreError) as info:
-        FileSecretStore(path)
-    text = str(info.value)
-    assert "'partner'" in text
-    assert message in text
-    for secret in (NEW, OLD, NEW.removeprefix("whsec_"), OLD.removeprefix("whsec_")):
-        assert secret not in text
+    assert result.error is not None
+    assert "no unexpired secret" in result.error
+    assert datetime.now(UTC) - timedelta(days=1) < result.started_at

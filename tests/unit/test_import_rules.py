@@ -1,6 +1,6 @@
 """The architecture's arrows, checked: imports only point down.
 
-    core  <-  config/codec/secrets  <-  registry  <-  activities  <-  workflows
+    core  <-  config/codec  <-  registry  <-  activities  <-  workflows
                                                 <-  publisher   <-  ops  <-  cli, server, dev
 
 A module may import the project modules its layer lists below, and nothing else of the
@@ -17,7 +17,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 
-FOUNDATION = ("webhooks.config", "webhooks.codec", "webhooks.secrets")
+FOUNDATION = ("webhooks.config", "webhooks.codec")
 """Settings and plumbing that workers and publishers share; they sit just above core."""
 
 REGISTRY = "webhooks.registry"

@@ -6,13 +6,13 @@ import json
 import math
 import re
 from datetime import UTC, datetime, timedelta, timezone
-from pathlib import Path
 from typing import Any
 
 import pytest
 from pydantic import BaseModel, ValidationError
 from temporalio.client import Client
 
+from tests.integration import endpoint_record
 from webhooks.core.ids import dead_letter_id, delivery_id
 from webhooks.core.models import (
     MAX_BODY_BYTES,
@@ -21,7 +21,8 @@ from webhooks.core.models import (
     RetrySchedule,
 )
 from webhooks.publisher import WebhookPublisher, build_request, event_body
-from webhooks.secrets import FileSecretStore, UnknownSecretRefError
+from webhooks.registry.errors import RegistryError
+from webhooks.registry.models import EndpointSettings
 
 T0 = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 HEADER_SAFE = re.compile(r"^[\x21-\x7e]{1,200}$")
@@ -280,39 +281,41 @@ def test_event_body_rejects_unserializable_values() -> None:
 # --- build_request --------------------------------------------------------------------------
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> FileSecretStore:
-    path = tmp_path / "secrets.json"
-    secret = "whsec_" + "c2VjcmV0LWtleS1mb3ItdW5pdC10ZXN0cw=="
-    path.write_text(json.dumps({"default": secret, "partner": secret}))
-    return FileSecretStore(path)
+ENDPOINT = endpoint_record("ep_1", "https://example.com/hook")
 
 
-def test_build_request(store: FileSecretStore) -> None:
+def test_build_request() -> None:
     retry = RetrySchedule(schedule_seconds=[0, 1])
     req = build_request(
-        endpoint_id="ep_1",
-        url="https://example.com/hook",
+        endpoint=ENDPOINT,
         event_type="test.event",
         data={"amount": "1.00"},
         event_id="evt_42",
-        secret_ref="partner",
         retry=retry,
         dead_letter_on_4xx=True,
         timestamp=T0,
-        secrets=store,
     )
     assert req.delivery_id == delivery_id("ep_1", "evt_42")
     assert req.event_id == "evt_42"
-    assert req.secret_ref == "partner"
+    assert (req.account_id, req.url, req.secret_ref) == (ENDPOINT.account_id, None, None)
+    assert not req.legacy
     assert req.options == DeliveryOptions(retry=retry, dead_letter_on_4xx=True)
     assert req.body == event_body("evt_42", "test.event", T0, {"amount": "1.00"})
     assert req.published_at.tzinfo is not None
 
 
+def test_build_request_takes_the_endpoints_schedule_unless_given() -> None:
+    own = RetrySchedule(schedule_seconds=[0, 7])
+    endpoint = ENDPOINT.model_copy(update={"settings": EndpointSettings(retry=own)})
+    assert build_request(endpoint=endpoint, event_type="t", data={}).options.retry == own
+    given = RetrySchedule(schedule_seconds=[0])
+    chosen = build_request(endpoint=endpoint, event_type="t", data={}, retry=given)
+    assert chosen.options.retry == given
+
+
 def test_build_request_generates_an_event_id_when_absent() -> None:
-    first = build_request(endpoint_id="ep_1", url="https://e.example/", event_type="t", data={})
-    second = build_request(endpoint_id="ep_1", url="https://e.example/", event_type="t", data={})
+    first = build_request(endpoint=ENDPOINT, event_type="t", data={})
+    second = build_request(endpoint=ENDPOINT, event_type="t", data={})
     assert re.fullmatch(r"evt_[0-9a-f]{32}", first.event_id)
     assert first.event_id != second.event_id
     assert first.delivery_id == delivery_id("ep_1", first.event_id)
@@ -322,35 +325,23 @@ def test_build_request_generates_an_event_id_when_absent() -> None:
 
 def test_build_request_defaults_the_timestamp_to_now() -> None:
     before = datetime.now(UTC)
-    req = build_request(endpoint_id="ep_1", url="https://e.example/", event_type="t", data={})
+    req = build_request(endpoint=ENDPOINT, event_type="t", data={})
     stamp = datetime.fromisoformat(json.loads(req.body)["timestamp"])
     assert before <= stamp <= req.published_at + timedelta(seconds=1)
 
 
-def test_build_request_unknown_secret_ref(store: FileSecretStore) -> None:
-    with pytest.raises(UnknownSecretRefError, match="unknown secret_ref 'nope'"):
-        build_request(
-            endpoint_id="ep_1",
-            url="https://e.example/",
-            event_type="t",
-            data={},
-            secret_ref="nope",
-            secrets=store,
-        )
-
-
-def test_build_request_without_a_store_does_not_check_refs() -> None:
-    req = build_request(
-        endpoint_id="ep_1", url="https://e.example/", event_type="t", data={}, secret_ref="any"
-    )
-    assert req.secret_ref == "any"
+def test_an_old_style_request_signs_with_default_unless_it_names_a_ref() -> None:
+    old = request(secret_ref=None)
+    assert old.legacy
+    assert old.secret_ref == "default"
+    assert request(secret_ref="partner").secret_ref == "partner"
+    with pytest.raises(ValidationError, match="secret_ref goes only with url"):
+        request(url=None, secret_ref="partner")
 
 
 @pytest.mark.parametrize(
     ("fields", "message"),
     [
-        ({"url": "ftp://e.example/"}, "scheme must be http or https"),
-        ({"endpoint_id": "ep 1"}, "visible ASCII"),
         ({"event_type": ""}, "visible ASCII"),
         ({"event_id": "evt\n1"}, "visible ASCII"),
         ({"data": ["not", "an", "object"]}, "data must be a JSON object"),
@@ -360,26 +351,14 @@ def test_build_request_without_a_store_does_not_check_refs() -> None:
 def test_build_request_rejects_bad_input_with_value_error(
     fields: dict[str, Any], message: str
 ) -> None:
-    event: dict[str, Any] = {
-        "endpoint_id": "ep_1",
-        "url": "https://e.example/",
-        "event_type": "t",
-        "data": {},
-    }
+    event: dict[str, Any] = {"endpoint": ENDPOINT, "event_type": "t", "data": {}}
     # ValidationError is a ValueError: callers catch one exception type.
     with pytest.raises(ValueError, match=message):
         build_request(**(event | fields))
 
 
-async def test_publisher_checks_the_secret_ref_before_contacting_temporal(
-    store: FileSecretStore,
-) -> None:
+async def test_publishing_needs_the_registry() -> None:
     # A lazy client never dials until used; port 1 would refuse if it did.
     client = await Client.connect("127.0.0.1:1", lazy=True)
-    publisher = WebhookPublisher(client, secrets=store)
-    with pytest.raises(UnknownSecretRefError, match="'nope'"):
-        await publisher.publish(
-            endpoint_id="ep_1", url="https://e.example/", event_type="t", data={}, secret_ref="nope"
-        )
-    with pytest.raises(ValueError, match="scheme must be http or https"):
-        await publisher.publish(endpoint_id="ep_1", url="file://x", event_type="t", data={})
+    with pytest.raises(RegistryError, match="publishing needs the endpoint registry"):
+        await WebhookPublisher(client).publish(endpoint_id="ep_1", event_type="t", data={})

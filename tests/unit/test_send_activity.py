@@ -11,13 +11,13 @@ import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
-from pathlib import Path
 
 import httpx
 import pytest
 from standardwebhooks.webhooks import Webhook
 from temporalio.testing import ActivityEnvironment
 
+from activities.endpoint_cache import EndpointCache
 from activities.send import (
     MAX_RESPONSE_BYTES,
     USER_AGENT,
@@ -28,7 +28,8 @@ from activities.send import (
 )
 from webhooks.core.models import ErrorKind, SendRequest, SendResult
 from webhooks.dev.receiver import Drop, Hang, Receiver, Respond, Stream, scripted
-from webhooks.secrets import FileSecretStore
+from webhooks.registry.legacy import parse_entries
+from webhooks.registry.service import EndpointRegistry
 
 SECRET = "whsec_" + base64.b64encode(b"send-activity-test-key-01").decode()
 OLD_SECRET = "whsec_" + base64.b64encode(b"send-activity-old-key-987").decode()
@@ -42,15 +43,16 @@ async def http() -> AsyncIterator[httpx.AsyncClient]:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> FileSecretStore:
-    path = tmp_path / "secrets.json"
-    path.write_text(json.dumps({"default": SECRET, "rotating": [SECRET, OLD_SECRET]}))
-    return FileSecretStore(path)
+async def cache(registry: EndpointRegistry) -> EndpointCache:
+    """For requests from before the registry (url + secret_ref): their refs imported."""
+    old_file = json.dumps({"default": SECRET, "rotating": [SECRET, OLD_SECRET]})
+    await registry.import_legacy(parse_entries(old_file), account_id="acct_send")
+    return EndpointCache(registry)
 
 
 @pytest.fixture
-def acts(http: httpx.AsyncClient, store: FileSecretStore) -> SendActivities:
-    return SendActivities(http, store, timeout_seconds=2)
+def acts(http: httpx.AsyncClient, cache: EndpointCache) -> SendActivities:
+    return SendActivities(http, cache, timeout_seconds=2)
 
 
 def send_request(url: str, secret_ref: str = "default") -> SendRequest:
@@ -206,9 +208,9 @@ async def test_429_without_usable_retry_after(
 
 
 async def test_hang_longer_than_the_timeout_is_a_timeout(
-    http: httpx.AsyncClient, store: FileSecretStore
+    http: httpx.AsyncClient, cache: EndpointCache
 ) -> None:
-    acts = SendActivities(http, store, timeout_seconds=0.3)
+    acts = SendActivities(http, cache, timeout_seconds=0.3)
     async with Receiver(scripted(Hang(30))) as rx:
         result = await send_to(acts, rx)
     assert result.status_code is None
@@ -246,23 +248,26 @@ async def test_unknown_secret_ref_sends_nothing(acts: SendActivities) -> None:
     assert rx.requests == []
     assert result.status_code is None
     assert result.error_kind is ErrorKind.SECRET_UNAVAILABLE
-    assert result.error == "unknown secret_ref 'nope'"
+    assert result.error == "unknown secret_ref 'nope': import it with `webhooks endpoint import`"
 
 
-async def test_no_secret_store_sends_nothing(http: httpx.AsyncClient) -> None:
-    acts = SendActivities(http, None)
+async def test_no_key_ring_sends_nothing(
+    http: httpx.AsyncClient, registry: EndpointRegistry, acts: SendActivities
+) -> None:
+    keyless = SendActivities(http, EndpointCache(EndpointRegistry(registry.store, None)))
     async with Receiver() as rx:
-        result = await send_to(acts, rx)
+        result = await send_to(keyless, rx)
     assert rx.requests == []
     assert result.error_kind is ErrorKind.SECRET_UNAVAILABLE
-    assert result.error == "unknown secret_ref 'default'"
+    assert result.error is not None
+    assert "WEBHOOKS_SECRET_KEYS is not set" in result.error
 
 
 # --- response bodies ------------------------------------------------------------------------
 
 
-async def test_endless_body_is_cut_off(http: httpx.AsyncClient, store: FileSecretStore) -> None:
-    acts = SendActivities(http, store, timeout_seconds=5, excerpt_bytes=100)
+async def test_endless_body_is_cut_off(http: httpx.AsyncClient, cache: EndpointCache) -> None:
+    acts = SendActivities(http, cache, timeout_seconds=5, excerpt_bytes=100)
     # 1 GiB, paced so that reading it all would take minutes: only a capped read returns
     # a 200 here; reading to the end would end in a timeout instead.
     endless = Stream(total=1 << 30, chunk=MAX_RESPONSE_BYTES // 4, interval=0.01)
@@ -274,18 +279,18 @@ async def test_endless_body_is_cut_off(http: httpx.AsyncClient, store: FileSecre
 
 
 async def test_excerpt_is_capped_at_excerpt_bytes(
-    http: httpx.AsyncClient, store: FileSecretStore
+    http: httpx.AsyncClient, cache: EndpointCache
 ) -> None:
-    acts = SendActivities(http, store, excerpt_bytes=16)
+    acts = SendActivities(http, cache, excerpt_bytes=16)
     async with Receiver(scripted(Respond(500, b"0123456789" * 10))) as rx:
         result = await send_to(acts, rx)
     assert result.response_excerpt == "0123456789012345"
 
 
 async def test_excerpt_bytes_zero_records_no_excerpt(
-    http: httpx.AsyncClient, store: FileSecretStore
+    http: httpx.AsyncClient, cache: EndpointCache
 ) -> None:
-    acts = SendActivities(http, store, excerpt_bytes=0)
+    acts = SendActivities(http, cache, excerpt_bytes=0)
     async with Receiver(scripted(Respond(500, b"details"))) as rx:
         result = await send_to(acts, rx)
     assert result.status_code == 500

@@ -6,7 +6,9 @@ renders the answer as a table or, with `--json`, as JSON.
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import uuid
 from pathlib import Path
 from typing import Annotated
 
@@ -21,6 +23,7 @@ from webhooks.cli.output import (
     JsonFlag,
     attempt_table,
     ensure_exists,
+    err,
     out,
     parse_duration,
     print_json,
@@ -31,7 +34,8 @@ from webhooks.cli.output import (
 )
 from webhooks.config import Settings
 from webhooks.core.models import Attempt, DeliveryRequest, DeliveryStatus, RetrySchedule
-from webhooks.publisher import WebhookPublisher, build_request
+from webhooks.publisher import Published, WebhookPublisher
+from webhooks.registry.service import open_registry
 
 app = typer.Typer(
     no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False, help=__doc__
@@ -44,23 +48,34 @@ app.add_typer(db_app, name="db")
 
 @app.command()
 def publish(
-    endpoint_id: Annotated[str, typer.Option(help="The customer endpoint's id.")],
-    url: Annotated[str, typer.Option(help="Where to POST (http or https).")],
     event_type: Annotated[str, typer.Option(help="e.g. stream.settled")],
     data: Annotated[str, typer.Option(help="The event's data: a JSON object.")],
+    endpoint_id: Annotated[
+        str | None, typer.Option(help="Deliver to this endpoint of the registry.")
+    ] = None,
+    account_id: Annotated[
+        str | None,
+        typer.Option(
+            help="Deliver to every enabled endpoint of this account that wants it "
+            "(with --endpoint-id: only check that the endpoint is this account's)."
+        ),
+    ] = None,
     event_id: Annotated[
         str | None, typer.Option(help="Stable id; republishing it is a no-op.")
     ] = None,
-    secret_ref: Annotated[str, typer.Option(help="Which secret signs it.")] = "default",
     max_attempts: Annotated[int | None, typer.Option(min=1, max=100)] = None,
     schedule: Annotated[
         str | None, typer.Option(help="Waits before each attempt, e.g. 0,1s,5s,5m.")
     ] = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """Start a delivery and print its delivery id."""
+    """Start deliveries and print their delivery ids, one per line."""
 
-    async def main() -> str:
+    async def main() -> list[Published]:
+        if endpoint_id is None and account_id is None:
+            raise CliError(
+                "give --endpoint-id (with --account-id: it must be theirs) or --account-id"
+            )
         try:
             payload = json.loads(data)
         except json.JSONDecodeError as e:
@@ -73,28 +88,43 @@ def publish(
                 **({"schedule_seconds": delays} if delays else {}),
             )
         settings = Settings()
-        request = build_request(
-            endpoint_id=endpoint_id,
-            url=url,
-            event_type=event_type,
-            data=payload,
-            event_id=event_id,
-            secret_ref=secret_ref,
-            retry=retry,
-            secrets=settings.secret_store(),
-            require_https=settings.require_https,
-        )
-        # Validated before connecting: bad input never starts anything.
-        publisher = WebhookPublisher(
-            await temporal_client(settings), task_queue=settings.task_queue
-        )
-        return await publisher.start(request)
+        async with open_registry(settings, keys=False) as registry:
+            publisher = WebhookPublisher(
+                await temporal_client(settings), registry=registry, task_queue=settings.task_queue
+            )
+            if endpoint_id is not None:
+                one = await publisher.publish_detailed(
+                    endpoint_id=endpoint_id,
+                    account_id=account_id,
+                    event_type=event_type,
+                    data=payload,
+                    event_id=event_id,
+                    retry=retry,
+                )
+                return [one]
+            assert account_id is not None
+            return await publisher.publish_event_detailed(
+                account_id=account_id,
+                event_type=event_type,
+                data=payload,
+                event_id=event_id or f"evt_{uuid.uuid4().hex}",
+                retry=retry,
+            )
 
-    delivery_id = run(main())
+    published = run(main())
+    for p in published:
+        if not p.created:
+            err.print(f"{p.delivery_id}: already published (nothing new started)", highlight=False)
     if as_json:
-        print_json({"delivery_id": delivery_id})
-    else:
-        out.print(delivery_id, highlight=False)
+        rows = [dataclasses.asdict(p) for p in published]
+        print_json(rows[0] if endpoint_id is not None else {"deliveries": rows})
+        return
+    if not published:
+        err.print(
+            f"no enabled endpoint of {account_id} subscribes to {event_type}", highlight=False
+        )
+    for p in published:
+        out.print(p.delivery_id, highlight=False)
 
 
 @app.command()
@@ -220,7 +250,7 @@ def codec_server(
 
 @app.command()
 def schema() -> None:
-    """Print the JSON schema of the `WebhookDelivery` input (for non-Python publishers)."""
+    """Print the JSON schema of the `WebhookDelivery` input (docs/schema/delivery-request.json)."""
     print(json.dumps(DeliveryRequest.model_json_schema(), indent=2))
 
 

@@ -16,6 +16,7 @@ from rich.table import Table
 from webhooks.cli.output import CliError, JsonFlag, out, parse_duration, print_json, run, when
 from webhooks.config import Settings
 from webhooks.core.models import RetrySchedule
+from webhooks.registry.legacy import parse_entries
 from webhooks.registry.models import (
     CreatedEndpoint,
     Endpoint,
@@ -25,7 +26,6 @@ from webhooks.registry.models import (
     NewEndpoint,
 )
 from webhooks.registry.service import EndpointRegistry, ImportedRef, open_registry
-from webhooks.secrets import parse_entries
 
 endpoint_app = typer.Typer(no_args_is_help=True, help="Customers' endpoints (the registry).")
 T = TypeVar("T")

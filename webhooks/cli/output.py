@@ -20,7 +20,6 @@ from webhooks.config import Settings
 from webhooks.core.models import Attempt
 from webhooks.publisher import connect
 from webhooks.registry.errors import RegistryUnavailableError, SchemaVersionError
-from webhooks.secrets import SecretStoreError
 
 out = Console()
 err = Console(stderr=True)
@@ -40,7 +39,7 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
     except ValidationError as e:
         lines = [f"  {'.'.join(map(str, x['loc'])) or 'input'}: {x['msg']}" for x in e.errors()]
         err.print("[red]error:[/] invalid input\n" + "\n".join(lines), highlight=False)
-    except (CliError, ValueError, SecretStoreError) as e:
+    except (CliError, ValueError) as e:
         err.print(f"[red]error:[/] {e}", highlight=False)
     except RPCError as e:
         err.print(f"[red]error:[/] Temporal said: {e.message}", highlight=False)

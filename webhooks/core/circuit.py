@@ -65,13 +65,24 @@ class Signal(StrEnum):
     GONE = "gone"
 
 
+_OUR_REFUSALS = frozenset(
+    {
+        ErrorKind.BLOCKED_DESTINATION,
+        ErrorKind.SECRET_UNAVAILABLE,
+        ErrorKind.ENDPOINT_DISABLED,
+        ErrorKind.ENDPOINT_DELETED,
+        ErrorKind.REGISTRY_UNAVAILABLE,
+    }
+)
+
+
 def signal_of(result: SendResult) -> Signal:
     code = result.status_code
     if code == 410:
         return Signal.GONE
     if code is None:
         # Our own refusals say nothing about the endpoint's health.
-        if result.error_kind in (ErrorKind.BLOCKED_DESTINATION, ErrorKind.SECRET_UNAVAILABLE):
+        if result.error_kind in _OUR_REFUSALS:
             return Signal.NEUTRAL
         return Signal.FAILURE
     if code >= 500 or code in (408, 429):

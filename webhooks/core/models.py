@@ -101,16 +101,22 @@ class DeliveryOptions(_Model):
 
 
 class DeliveryRequest(_Model):
-    """The input of `WebhookDelivery`: one event to one endpoint. Holds no secret."""
+    """The input of `WebhookDelivery`: one event to one endpoint of the registry. Holds no
+    secret and no URL: the worker resolves both from the endpoint at every attempt."""
 
     delivery_id: HeaderSafe
     endpoint_id: HeaderSafe
-    url: HttpUrl
+    account_id: HeaderSafe | None = None
+    """The endpoint's account (a search attribute, so a customer's traffic is one query)."""
+    url: HttpUrl | None = None
+    """Only in deliveries started before the registry: they POST here, signed with the
+    secrets of the endpoint imported for `secret_ref` (`webhooks endpoint import`)."""
     event_id: HeaderSafe
     event_type: HeaderSafe
     body: str = Field(max_length=MAX_BODY_BYTES)
     """The exact JSON text sent, and signed, on every attempt (UTF-8)."""
-    secret_ref: HeaderSafe = "default"
+    secret_ref: HeaderSafe | None = None
+    """Only with `url` (deliveries started before the registry); defaults to `default`."""
     published_at: datetime
     options: DeliveryOptions = DeliveryOptions()
     generation: int = Field(default=0, ge=0)
@@ -118,11 +124,26 @@ class DeliveryRequest(_Model):
     prior_attempts: list[Attempt] = []
     """Attempts of earlier runs (redeliveries carry them so the history stays whole)."""
 
+    @model_validator(mode="before")
+    @classmethod
+    def _legacy_ref(cls, data: object) -> object:
+        # Before the registry, a request with a url and no secret_ref signed with `default`.
+        if isinstance(data, dict) and data.get("url") and not data.get("secret_ref"):
+            return {**data, "secret_ref": "default"}
+        return data
+
     @model_validator(mode="after")
     def _check_body(self) -> DeliveryRequest:
         if len(self.body.encode()) > MAX_BODY_BYTES:
             raise ValueError(f"body is larger than {MAX_BODY_BYTES} bytes")
+        if self.secret_ref is not None and self.url is None:
+            raise ValueError("secret_ref goes only with url (deliveries from before the registry)")
         return self
+
+    @property
+    def legacy(self) -> bool:
+        """Started before the registry: the URL and the secret_ref come from the input."""
+        return self.url is not None
 
 
 class ErrorKind(StrEnum):
@@ -137,18 +158,26 @@ class ErrorKind(StrEnum):
     PROTOCOL = "protocol"
     BLOCKED_DESTINATION = "blocked_destination"
     SECRET_UNAVAILABLE = "secret_unavailable"
+    ENDPOINT_DISABLED = "endpoint_disabled"
+    """The registry says the endpoint is disabled: no request was made."""
+    ENDPOINT_DELETED = "endpoint_deleted"
+    """The endpoint is no longer in the registry: no request was made."""
+    REGISTRY_UNAVAILABLE = "registry_unavailable"
+    """The registry database was unreachable for longer than the worker's cache: retried."""
     INTERNAL = "internal"
 
 
 class SendRequest(_Model):
-    """What the send activity needs for one attempt. The secret is resolved inside it."""
+    """What the send activity needs for one attempt. It resolves the endpoint (URL, secrets,
+    settings, state) from the registry itself; only requests from before the registry
+    carry a `url` and a `secret_ref`."""
 
     delivery_id: str
     endpoint_id: str = ""
-    """Names the circuit that gates the send (empty: not gated)."""
-    url: str
+    """The registry endpoint, and the circuit that gates the send."""
     body: str
-    secret_ref: str
+    url: str | None = None
+    secret_ref: str | None = None
 
 
 class Gate(_Model):
@@ -214,6 +243,7 @@ class DeadLetterReason(StrEnum):
     REJECTED = "rejected"
     BLOCKED_DESTINATION = "blocked_destination"
     ENDPOINT_DISABLED = "endpoint_disabled"
+    ENDPOINT_DELETED = "endpoint_deleted"
     INTERNAL_ERROR = "internal_error"
 
 

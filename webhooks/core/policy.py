@@ -22,6 +22,12 @@ from webhooks.core.models import (
 
 RETRYABLE_4XX = frozenset({408, 425, 429})
 """Client errors that mean "not now" rather than "never"."""
+_PERMANENT_KINDS = {
+    ErrorKind.BLOCKED_DESTINATION: DeadLetterReason.BLOCKED_DESTINATION,
+    ErrorKind.ENDPOINT_DISABLED: DeadLetterReason.ENDPOINT_DISABLED,
+    ErrorKind.ENDPOINT_DELETED: DeadLetterReason.ENDPOINT_DELETED,
+}
+"""Failures that no retry can fix: dead-letter at once."""
 
 
 @dataclass(frozen=True)
@@ -32,8 +38,9 @@ class Classification:
 
 def classify(result: SendResult, options: DeliveryOptions) -> Classification:
     """Map one attempt to delivered, retryable or permanent (with the dead-letter reason)."""
-    if result.error_kind is ErrorKind.BLOCKED_DESTINATION:
-        return Classification(Outcome.PERMANENT, DeadLetterReason.BLOCKED_DESTINATION)
+    permanent = _PERMANENT_KINDS.get(result.error_kind) if result.error_kind else None
+    if permanent is not None:
+        return Classification(Outcome.PERMANENT, permanent)
     code = result.status_code
     if code is None:
         return Classification(Outcome.RETRYABLE)

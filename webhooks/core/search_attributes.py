@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from temporalio.common import SearchAttributeKey
+from typing import Any, Protocol
+
+from temporalio.common import SearchAttributeKey, SearchAttributePair
 
 ENDPOINT_ID = SearchAttributeKey.for_keyword("WebhookEndpointId")
 EVENT_TYPE = SearchAttributeKey.for_keyword("WebhookEventType")
@@ -12,6 +14,12 @@ NEXT_ATTEMPT_AT = SearchAttributeKey.for_datetime("WebhookNextAttemptAt")
 LAST_STATUS_CODE = SearchAttributeKey.for_int("WebhookLastStatusCode")
 DEAD_LETTER_REASON = SearchAttributeKey.for_keyword("WebhookDeadLetterReason")
 """Set on `DeadLetter` workflows only: why the delivery was parked."""
+ACCOUNT_ID = SearchAttributeKey.for_keyword("WebhookAccountId")
+"""The endpoint's account, on deliveries and dead letters: a customer's traffic is one query."""
+
+ACCOUNT_PATCH = "registry-account-attribute"
+"""The `workflow.patched` id under which workflows set ACCOUNT_ID: histories recorded
+before the registry never did, and must replay the same."""
 
 ALL = (
     ENDPOINT_ID,
@@ -21,7 +29,30 @@ ALL = (
     NEXT_ATTEMPT_AT,
     LAST_STATUS_CODE,
     DEAD_LETTER_REASON,
+    ACCOUNT_ID,
 )
+
+
+class _Delivery(Protocol):
+    @property
+    def endpoint_id(self) -> str: ...
+    @property
+    def event_type(self) -> str: ...
+    @property
+    def account_id(self) -> str | None: ...
+
+
+def identity(request: _Delivery, *, account: bool = True) -> list[SearchAttributePair[Any]]:
+    """What a delivery (or its dead letter) is about: endpoint, event type and account.
+    `account=False` leaves the account out (workflow code replaying a history recorded
+    before the attribute existed)."""
+    pairs: list[SearchAttributePair[Any]] = [
+        SearchAttributePair(ENDPOINT_ID, request.endpoint_id),
+        SearchAttributePair(EVENT_TYPE, request.event_type),
+    ]
+    if account and request.account_id is not None:
+        pairs.append(SearchAttributePair(ACCOUNT_ID, request.account_id))
+    return pairs
 
 
 def dev_server_flags() -> list[str]:

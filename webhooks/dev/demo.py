@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import Sequence
 from contextlib import AsyncExitStack
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,10 +22,12 @@ from webhooks.codec import EncryptionCodec
 from webhooks.config import Settings
 from webhooks.core.models import DeliveryResult, RetrySchedule
 from webhooks.core.signing import sign
-from webhooks.dev.devserver import dev_server, ensure_dev_codec, ensure_dev_secrets
+from webhooks.dev.devserver import dev_server, ensure_dev_codec, ensure_dev_secret_keys
 from webhooks.dev.receiver import Behavior, Drop, ReceivedRequest, Receiver, Respond, scripted
 from webhooks.publisher import WebhookPublisher, connect
-from webhooks.secrets import FileSecretStore
+from webhooks.registry.errors import EndpointNotFoundError
+from webhooks.registry.models import EndpointChanges, EndpointState, NewEndpoint
+from webhooks.registry.service import EndpointRegistry, open_registry
 from webhooks.server.codec_server import CodecServer
 
 DEMO_SCHEDULE = RetrySchedule(
@@ -32,14 +35,33 @@ DEMO_SCHEDULE = RetrySchedule(
 )
 
 
-def signature_ok(store: FileSecretStore, request: ReceivedRequest) -> bool:
+DEMO_ENDPOINT = "ep_demo"
+DEMO_ACCOUNT = "acct_demo"
+DEMO_DESCRIPTION = "the `webhooks dev --demo` receiver"
+
+
+def signature_ok(keys: Sequence[bytes], request: ReceivedRequest) -> bool:
     """Check a request the way a customer would (any one `v1,` entry may match)."""
     h = request.headers
     offered = set(h.get("webhook-signature", "").split())
     timestamp = int(h.get("webhook-timestamp", "0"))
     return any(
-        sign(key, h.get("webhook-id", ""), timestamp, request.body) in offered
-        for key in store.keys("default")
+        sign(key, h.get("webhook-id", ""), timestamp, request.body) in offered for key in keys
+    )
+
+
+def dev_settings(state_dir: Path, port: int, **extra: Any) -> Settings:
+    """The dev stack's settings: the registry in the state folder, sealed with a local key
+    ring generated there (unless the environment names its own), private URLs allowed."""
+    keys: dict[str, Any] = {}
+    if not (os.environ.get("WEBHOOKS_SECRET_KEYS") or os.environ.get("WEBHOOKS_SECRET_KEYS_FILE")):
+        keys["secret_keys_file"] = ensure_dev_secret_keys(state_dir)
+    return Settings(
+        temporal_address=f"127.0.0.1:{port}",
+        state_dir=state_dir,
+        allow_private_destinations=True,
+        **keys,
+        **extra,
     )
 
 
@@ -56,7 +78,6 @@ async def run_dev(
     from webhooks.cli.output import serve_until_stopped
     from worker import run_worker
 
-    secrets_file = Path(os.environ.get("WEBHOOKS_SECRETS_FILE") or ensure_dev_secrets(state_dir))
     codec: dict[str, Any] = {}
     ui_codec: list[str] = []
     codec_server: CodecServer | None = None
@@ -71,21 +92,24 @@ async def run_dev(
             port=codec_port,
             origins=(f"http://localhost:{ui_port}", f"http://127.0.0.1:{ui_port}"),
         )
-    settings = Settings(
-        temporal_address=f"127.0.0.1:{port}",
-        secrets_file=secrets_file,
-        allow_private_destinations=True,
-        **codec,
-    )
+    settings = dev_settings(state_dir, port, **codec)
     async with (
         dev_server(state_dir, port=port, ui_port=ui_port, extra=ui_codec) as address,
+        open_registry(settings, migrate=True) as registry,
         AsyncExitStack() as stack,
     ):
         client = await connect(settings)
+        keys_env = (
+            f"export WEBHOOKS_SECRET_KEYS_FILE={settings.secret_keys_file}"
+            if settings.secret_keys_file
+            else "WEBHOOKS_SECRET_KEYS as set here"
+        )
         console.print(
             f"Temporal dev server on [bold]{address}[/] (SQLite {state_dir / 'temporal.db'})\n"
-            f"Web UI: [bold]http://127.0.0.1:{ui_port}[/]   secrets: {secrets_file}\n"
-            f"worker on task queue {settings.task_queue!r}; Ctrl-C stops everything",
+            f"Web UI: [bold]http://127.0.0.1:{ui_port}[/]\n"
+            f"endpoint registry: {registry.store.engine.url.render_as_string()}\n"
+            f"worker on task queue {settings.task_queue!r}; Ctrl-C stops everything\n"
+            f"other shells need: {keys_env}; export WEBHOOKS_ALLOW_PRIVATE_DESTINATIONS=true",
             highlight=False,
         )
         if codec_server is not None:
@@ -100,23 +124,43 @@ async def run_dev(
         async def serve(stop: asyncio.Event) -> None:
             worker = asyncio.create_task(run_worker(client, settings, stop))
             if demo:
-                store = settings.secret_store()
-                assert store is not None
-                await _demo(client, settings.task_queue, store, console, stop)
+                await _demo(client, settings.task_queue, registry, console, stop)
             await worker
 
         await serve_until_stopped(serve)
     console.print("stopped", highlight=False)
 
 
+async def demo_endpoint(registry: EndpointRegistry, url: str) -> str:
+    """The demo's endpoint `ep_demo` in the registry: created on the first run, pointed at
+    this run's receiver after that (its secret stays)."""
+    try:
+        endpoint = await registry.get(DEMO_ENDPOINT)
+    except EndpointNotFoundError:
+        new = NewEndpoint(
+            id=DEMO_ENDPOINT, account_id=DEMO_ACCOUNT, url=url, description=DEMO_DESCRIPTION
+        )
+        await registry.create(new, actor="webhooks dev")
+        return DEMO_ENDPOINT
+    await registry.update(endpoint.id, EndpointChanges(url=url), actor="webhooks dev")
+    if endpoint.state is EndpointState.DISABLED:
+        await registry.enable(endpoint.id, actor="webhooks dev")
+    return DEMO_ENDPOINT
+
+
 async def _demo(
-    client: Client, task_queue: str, store: FileSecretStore, console: Console, stop: asyncio.Event
+    client: Client,
+    task_queue: str,
+    registry: EndpointRegistry,
+    console: Console,
+    stop: asyncio.Event,
 ) -> None:
-    publisher = WebhookPublisher(client, task_queue=task_queue)
+    publisher = WebhookPublisher(client, registry=registry, task_queue=task_queue)
+    keys: list[bytes] = []
 
     def show(request: ReceivedRequest, behavior: Behavior) -> None:
         answer = f"answer {behavior.status}" if isinstance(behavior, Respond) else "drop connection"
-        verified = "signature ok" if signature_ok(store, request) else "[red]BAD SIGNATURE[/]"
+        verified = "signature ok" if signature_ok(keys, request) else "[red]BAD SIGNATURE[/]"
         console.print(
             f"receiver got {request.headers.get('webhook-id')} "
             f"t={request.headers.get('webhook-timestamp')} {verified} -> {answer}",
@@ -130,10 +174,13 @@ async def _demo(
         then=Respond(200, b"ok"),
     )
     async with Receiver(flaky, on_request=show) as receiver:
+        endpoint_id = await demo_endpoint(registry, receiver.url + "/webhooks")
+        resolved = await registry.resolve(endpoint_id)
+        assert resolved is not None
+        keys.extend(resolved.keys)  # what the customer holds, to verify as they would
         event_id = "evt_demo_" + datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
         delivery_id = await publisher.publish(
-            endpoint_id="ep_demo",
-            url=receiver.url + "/webhooks",
+            endpoint_id=endpoint_id,
             event_type="stream.settled",
             data={
                 "stream_id": "str_demo",
@@ -147,7 +194,8 @@ async def _demo(
             retry=DEMO_SCHEDULE,
         )
         console.print(
-            f"published {event_id} as delivery [bold]{delivery_id}[/] to {receiver.url}\n"
+            f"published {event_id} as delivery [bold]{delivery_id}[/] to endpoint "
+            f"{endpoint_id} ({receiver.url})\n"
             f"watch it: webhooks status {delivery_id}   (or the Web UI)",
             highlight=False,
         )

@@ -5,8 +5,6 @@ SQLite file, with the search attributes registered and the Web UI on.
 from __future__ import annotations
 
 import asyncio
-import base64
-import json
 import os
 import secrets
 import shutil
@@ -35,13 +33,15 @@ def temporal_binary() -> str:
     return found
 
 
-def ensure_dev_secrets(state_dir: Path) -> Path:
-    """A local secrets file with a random `default` secret, created once and kept."""
+def ensure_dev_secret_keys(state_dir: Path) -> Path:
+    """A local key ring (`secret-keys`) that seals the dev registry's endpoint secrets,
+    created once and kept, so the registry's secrets stay readable across restarts."""
+    from webhooks.codec import generate_key
+
     state_dir.mkdir(parents=True, exist_ok=True)
-    path = state_dir / "secrets.json"
+    path = state_dir / "secret-keys"
     if not path.exists():
-        secret = "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
-        path.write_text(json.dumps({"default": secret}, indent=2) + "\n")
+        path.write_text(f"local:{generate_key()}\n")
         path.chmod(0o600)
     return path
 

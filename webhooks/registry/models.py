@@ -36,6 +36,7 @@ RESERVED_HEADERS = frozenset(
 )
 """Custom headers may never set these (nor any `webhook-*`): the signature, framing and
 identity of every request stay ours."""
+_ENDPOINT_ID = re.compile(r"^ep_[A-Za-z0-9_-]{1,61}$")
 _TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,64}$")
 _VALUE = re.compile(r"^[\x20-\x7e]{0,1024}$")
 
@@ -82,6 +83,13 @@ def _event_types(value: list[str] | None) -> list[str] | None:
     return sorted(set(value))
 
 
+def _endpoint_id(value: str) -> str:
+    if not _ENDPOINT_ID.fullmatch(value):
+        raise ValueError("an endpoint id is ep_ followed by 1-61 letters, digits, '_' or '-'")
+    return value
+
+
+EndpointId = Annotated[str, AfterValidator(_endpoint_id)]
 CustomHeaders = Annotated[dict[str, str], AfterValidator(_headers)]
 EventTypes = Annotated[list[HeaderSafe] | None, AfterValidator(_event_types)]
 Description = Annotated[str, Field(max_length=500)]
@@ -101,8 +109,9 @@ class EndpointSettings(_Model):
 
     retry: RetrySchedule | None = None
     """The schedule new deliveries to this endpoint get (a publish may still override it)."""
-    timeout_seconds: float | None = Field(default=None, gt=0, le=120)
-    """Total time for one attempt to this endpoint (default: WEBHOOKS_HTTP_TIMEOUT_SECONDS)."""
+    timeout_seconds: float | None = Field(default=None, gt=0, le=50)
+    """Total time for one attempt to this endpoint (default: WEBHOOKS_HTTP_TIMEOUT_SECONDS);
+    at most 50 s, under the workflow's 60 s backstop."""
     headers: CustomHeaders = {}
     """A few static headers sent with every request, e.g. an API gateway's routing key."""
 
@@ -141,8 +150,10 @@ class Endpoint(_Model):
 
 
 class NewEndpoint(_Model):
-    """What `create` takes. The id and the first secret are generated."""
+    """What `create` takes. The id and the first secret are generated unless given."""
 
+    id: EndpointId | None = None
+    """Your own `ep_...` id (say, one your backend already uses); generated if None."""
     account_id: HeaderSafe
     url: HttpUrl
     description: Description = ""

@@ -27,6 +27,7 @@ from webhooks.registry.crypto import SecretKeyRing
 from webhooks.registry.errors import (
     EndpointNotFoundError,
     EndpointUnavailableError,
+    RegistryError,
     SecretKeysError,
     VersionConflictError,
 )
@@ -145,11 +146,16 @@ class EndpointRegistry:
 
     # -- changing ------------------------------------------------------------------------
 
-    async def create(self, new: NewEndpoint, *, actor: str = "unknown") -> CreatedEndpoint:
-        """A new enabled endpoint with a fresh secret (returned once, here)."""
+    async def create(
+        self, new: NewEndpoint, *, secret: SecretStr | None = None, actor: str = "unknown"
+    ) -> CreatedEndpoint:
+        """A new enabled endpoint with a fresh secret (returned once, here), or with
+        `secret` when one is brought along (say, from another webhook provider)."""
         await vet_url(new.url, self._destinations, self._resolver)
-        key = secret_key(generate_secret())
+        key = secret_key(secret.get_secret_value() if secret else generate_secret())
         async with self.store.begin() as conn:
+            if new.id is not None and await self.store.endpoint(conn, new.id) is not None:
+                raise RegistryError(f"an endpoint with id {new.id!r} exists already")
             endpoint = await self._insert(conn, new, key, actor=actor)
         return CreatedEndpoint(endpoint=endpoint, secret=_secret_text(key))
 
@@ -222,16 +228,18 @@ class EndpointRegistry:
         endpoint_id: str,
         *,
         overlap_seconds: float = DEFAULT_OVERLAP_SECONDS,
+        secret: SecretStr | None = None,
         expected_version: int | None = None,
         actor: str = "unknown",
     ) -> CreatedEndpoint:
-        """Add a new secret; the current ones keep signing for `overlap_seconds` (both
-        `v1,` signatures are sent meanwhile), then stop. Returns the new secret once."""
+        """Add a new secret (generated, or `secret`); the current ones keep signing for
+        `overlap_seconds` (both `v1,` signatures are sent meanwhile), then stop. Returns
+        the new secret once."""
         if overlap_seconds < 0:
             raise ValueError("the overlap must not be negative")
         now = self._clock()
         ends = now + timedelta(seconds=overlap_seconds)
-        key = secret_key(generate_secret())
+        key = secret_key(secret.get_secret_value() if secret else generate_secret())
         async with self.store.begin() as conn:
             before = await self._get(conn, endpoint_id, for_update=True)
             _check_version(before, expected_version)
@@ -334,7 +342,7 @@ class EndpointRegistry:
         legacy_ref: str | None = None,
     ) -> Endpoint:
         now = self._clock()
-        endpoint_id = new_endpoint_id()
+        endpoint_id = new.id or new_endpoint_id()
         await self.store.insert_endpoint(
             conn,
             {
