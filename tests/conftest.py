@@ -125,6 +125,7 @@ def settings(tmp_path: Path) -> Settings:
         task_queue=f"webhooks-test-{uuid.uuid4().hex[:8]}",
         database_url=f"sqlite:///{tmp_path / 'registry.db'}",
         secret_keys=KEY_TEXT,
+        registry_cache_seconds=0.2,  # registry changes reach the worker quickly in tests
         allow_private_destinations=True,
         http_timeout_seconds=2,
         connect_timeout_seconds=1,

@@ -130,7 +130,7 @@ async def test_rotating_secret_signs_with_every_active_key(
             url=rx.url,
             event_type="stream.settled",
             data=settled(),
-            secret_ref="rotating",
+            secrets=(SECRET, OLD_SECRET),  # a rotation under way: both sign
         )
         await asyncio.wait_for(client.get_workflow_handle(delivery_id).result(), BOUND_SECONDS)
     [request] = rx.requests
