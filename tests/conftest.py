@@ -42,15 +42,20 @@ class EndpointPublisher:
     registry holds endpoint E at URL U (signing with `secrets`, newest first) and then
     publishes to it the way StreamPay services do, by endpoint id alone."""
 
-    def __init__(self, publisher: WebhookPublisher, registry: EndpointRegistry) -> None:
+    def __init__(
+        self, publisher: WebhookPublisher, registry: EndpointRegistry, cache_seconds: float
+    ) -> None:
         self.publisher = publisher
         self.registry = registry
+        self.cache_seconds = cache_seconds
         self._lock = asyncio.Lock()
 
     def on(self, client: Client, task_queue: str) -> EndpointPublisher:
         """The same registry, another client or task queue."""
         return EndpointPublisher(
-            WebhookPublisher(client, registry=self.registry, task_queue=task_queue), self.registry
+            WebhookPublisher(client, registry=self.registry, task_queue=task_queue),
+            self.registry,
+            self.cache_seconds,
         )
 
     async def endpoint(self, endpoint_id: str, url: str, secrets: Sequence[str] = (SECRET,)) -> str:
@@ -68,6 +73,8 @@ class EndpointPublisher:
             return endpoint_id
         if existing.url != url:
             await self.registry.update(endpoint_id, EndpointChanges(url=url))
+            # As a customer who moved the endpoint earlier: workers have seen the new URL.
+            await asyncio.sleep(self.cache_seconds + 0.1)
         return endpoint_id
 
     async def publish(
@@ -153,7 +160,9 @@ async def worker(
 @pytest.fixture
 def publisher(client: Client, settings: Settings, registry: EndpointRegistry) -> EndpointPublisher:
     return EndpointPublisher(
-        WebhookPublisher(client, registry=registry, task_queue=settings.task_queue), registry
+        WebhookPublisher(client, registry=registry, task_queue=settings.task_queue),
+        registry,
+        settings.registry_cache_seconds,
     )
 
 

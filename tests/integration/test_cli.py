@@ -11,27 +11,27 @@ import subprocess
 import pytest
 from temporalio.client import Client
 
-from tests.conftest import BIN
+from tests.conftest import BIN, EndpointPublisher
 from tests.integration import Cli, eventually, registry_env, unique
 from webhooks.config import Settings
 from webhooks.core.models import DeliveryResult, DeliveryState, DeliveryStatus
 from webhooks.dev.receiver import Receiver, Respond, scripted
+from webhooks.registry.service import EndpointRegistry
 from workflows.delivery import WebhookDelivery
 
 
 @pytest.fixture
-def cli(client: Client, settings: Settings) -> Cli:
+def cli(client: Client, settings: Settings, registry: EndpointRegistry) -> Cli:
     return Cli(client, settings)
 
 
 async def test_publish_status_and_retry(client: Client, worker: None, cli: Cli) -> None:
     async with Receiver(scripted(Respond(503))) as rx:
+        created = await cli.json("endpoint", "create", "--account-id", "acct_cli", "--url", rx.url)
         published = await cli.json(
             "publish",
             "--endpoint-id",
-            unique("ep_cli"),
-            "--url",
-            rx.url,
+            created["endpoint"]["id"],
             "--event-type",
             "test.cli",
             "--data",
@@ -73,13 +73,13 @@ async def test_cli_errors_are_one_clear_line(cli: Cli) -> None:
     assert unknown.exit_code == 2
     assert "no delivery with id 'msg_doesnotexist'" in unknown.stderr
     bad_duration = await cli(
-        "publish", "--endpoint-id", "e", "--url", "http://127.0.0.1:9/",
+        "publish", "--endpoint-id", "e",
         "--event-type", "t", "--data", "{}", "--schedule", "0,soon",
     )  # fmt: skip
     assert bad_duration.exit_code == 2
     assert "not a duration: 'soon'" in bad_duration.stderr
     negative = await cli(
-        "publish", "--endpoint-id", "e", "--url", "http://127.0.0.1:9/",
+        "publish", "--endpoint-id", "e",
         "--event-type", "t", "--data", "{}", "--schedule", "-5s",
     )  # fmt: skip
     assert negative.exit_code == 2
@@ -90,7 +90,9 @@ async def test_cli_errors_are_one_clear_line(cli: Cli) -> None:
     assert "cannot reach Temporal at 127.0.0.1:9" in unreachable.stderr
 
 
-async def test_worker_command_serves_until_ctrl_c(client: Client, settings: Settings) -> None:
+async def test_worker_command_serves_until_ctrl_c(
+    client: Client, settings: Settings, publisher: EndpointPublisher
+) -> None:
     env = {
         **os.environ,
         "TEMPORAL_ADDRESS": client.service_client.config.target_host,
@@ -102,10 +104,11 @@ async def test_worker_command_serves_until_ctrl_c(client: Client, settings: Sett
     )
     try:
         async with Receiver() as rx:
+            endpoint = await publisher.endpoint(unique("ep_w"), rx.url)
             published = json.loads(
                 (
                     await Cli(client, settings)(
-                        "publish", "--endpoint-id", unique("ep_w"), "--url", rx.url,
+                        "publish", "--endpoint-id", endpoint,
                         "--event-type", "test.worker", "--data", "{}", "--json",
                     )
                 ).stdout

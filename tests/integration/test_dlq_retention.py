@@ -27,7 +27,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.runtime import BufferedMetricUpdate, MetricBuffer, Runtime, TelemetryConfig
 from temporalio.testing import WorkflowEnvironment
 
-from tests.conftest import BIN
+from tests.conftest import BIN, EndpointPublisher
 from tests.integration import BOUND_SECONDS, endpoint_record, fast, unique
 from webhooks.config import Settings
 from webhooks.core import search_attributes as sa
@@ -203,12 +203,13 @@ async def test_custom_retention(skipping: Skipping, settings: Settings) -> None:
 
 
 async def test_redeliver_late_in_the_retention_period(
-    skipping: Skipping, settings: Settings
+    skipping: Skipping, settings: Settings, publisher: EndpointPublisher
 ) -> None:
     """Acting on day 29 still works; the dead letter then closes for good."""
     env = skipping.env
     async with running_worker(env.client, settings), Receiver() as rx:
         entry = dead_letter_entry(url=rx.url)
+        await publisher.endpoint(entry.request.endpoint_id, rx.url)
         handle = await start(skipping, settings, entry)
         await env.sleep(DEFAULT_RETENTION - DAY)
         await handle.signal(DeadLetter.redeliver, RedeliverRequest(requested_by="alice"))
