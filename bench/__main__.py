@@ -459,7 +459,8 @@ def render(summary: dict[str, Any], config: dict[str, Any]) -> str:
             f"{reg['worker_lookup_ms_per_delivery'] * 1000:.1f} us per delivery in the worker = "
             f"{_pct(reg['worker_lookup_share_of_bench_cpu'])} of the bench CPU per delivery; "
             f"the publisher's check {reg['publish_check_ms']:.2f} ms per publish = "
-            f"{_pct(reg['publish_check_share_of_bench_cpu'])}"
+            f"{_pct(reg['publish_check_share_of_bench_cpu'])}; a fan-out's lookup "
+            f"{reg['fan_out_lookup_ms']:.2f} ms per event"
         )
     return "\n".join(lines)
 

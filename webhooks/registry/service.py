@@ -108,13 +108,23 @@ class EndpointRegistry:
             return await self._with_secrets(conn, rows)
 
     async def subscribers(self, account_id: str, event_type: str) -> list[Endpoint]:
-        """The account's enabled endpoints whose filter takes `event_type`."""
-        endpoints = await self.list_endpoints(account_id=account_id, state=EndpointState.ENABLED)
+        """The account's enabled endpoints whose filter takes `event_type` (for publishing:
+        one query, so their `secrets` are not listed)."""
+        async with self.store.begin() as conn:
+            rows = await self.store.endpoints(
+                conn, account_id=account_id, state=EndpointState.ENABLED.value
+            )
+        endpoints = [_endpoint(row, []) for row in rows]
         return [e for e in endpoints if e.wants(event_type)]
 
     async def deliverable(self, endpoint_id: str, *, account_id: str | None = None) -> Endpoint:
-        """The endpoint, if a new event may be published to it; else a clear error."""
-        endpoint = await self.get(endpoint_id)
+        """The endpoint, if a new event may be published to it; else a clear error (for
+        publishing: one query, so its `secrets` are not listed)."""
+        async with self.store.begin() as conn:
+            row = await self.store.endpoint(conn, endpoint_id)
+        if row is None:
+            raise EndpointNotFoundError(endpoint_id)
+        endpoint = _endpoint(row, [])
         if account_id is not None and endpoint.account_id != account_id:
             raise EndpointUnavailableError(
                 f"endpoint {endpoint_id!r} does not belong to account {account_id!r}"
