@@ -84,6 +84,7 @@ def test_create_show_list_update_disable_enable_delete(cli: EndpointCli) -> None
     listed = cli.json("endpoint", "list", "--account-id", "acct_1")
     assert {e["id"] for e in listed["endpoints"]} == {endpoint_id, second["id"]}
     assert "2 endpoint(s)" in cli("endpoint", "list").stdout
+    assert cli.json("endpoint", "list", "--state", "disabled") == {"endpoints": []}
 
     updated = cli.json(
         "endpoint", "update", second["id"], "--url", "https://93.184.215.15/new",
@@ -118,6 +119,10 @@ def test_rotate_secret_prints_the_new_secret_once(cli: EndpointCli) -> None:
     table = cli("endpoint", "show", created["endpoint"]["id"]).stdout
     assert "signs until" in table
     assert rotated["secret"] not in table
+    plain = cli("endpoint", "rotate-secret", created["endpoint"]["id"], "--overlap", "0")
+    assert plain.exit_code == 0, plain.output
+    assert plain.stdout.split()[:1] == [created["endpoint"]["id"]]
+    assert "shown only now" in plain.stdout
 
 
 def test_bad_input_is_a_clear_error_and_changes_nothing(cli: EndpointCli) -> None:

@@ -155,3 +155,12 @@ def test_database_urls() -> None:
         async_url("nonsense")
     assert Settings(state_dir=Path("/s")).registry_url() == "sqlite+aiosqlite:////s/registry.db"
     assert Settings(database_url="postgresql://h/d").registry_url() == "postgresql://h/d"
+
+
+def test_own_endpoint_ids_are_ep_prefixed_and_header_safe() -> None:
+    assert NewEndpoint(id="ep_my-backend_7", account_id="a", url="https://e.com/").id == (
+        "ep_my-backend_7"
+    )
+    for bad in ("my_endpoint", "ep_", "ep_has space", "ep_" + "x" * 62):
+        with pytest.raises(ValidationError, match="an endpoint id is ep_ followed by"):
+            NewEndpoint(id=bad, account_id="a", url="https://e.com/")

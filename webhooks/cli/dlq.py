@@ -165,7 +165,8 @@ def show(
         f"[/]{f' ({entry.detail})' if entry.detail else ''}, dead-lettered "
         f"{when(entry.dead_lettered_at)}\n"
         f"delivery {request.delivery_id}: {request.event_type} -> {request.endpoint_id} "
-        f"{request.url}  event {request.event_id}, run {request.generation}",
+        f"{request.url or '(URL from the registry)'}  event {request.event_id}, "
+        f"run {request.generation}",
         highlight=False,
     )
     if view.acted_by:
