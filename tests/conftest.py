@@ -49,6 +49,8 @@ class EndpointPublisher:
         self.registry = registry
         self.cache_seconds = cache_seconds
         self._lock = asyncio.Lock()
+        self._urls: dict[str, str] = {}
+        """What this helper last set each endpoint to (skips the registry when unchanged)."""
 
     def on(self, client: Client, task_queue: str) -> EndpointPublisher:
         """The same registry, another client or task queue."""
@@ -59,8 +61,12 @@ class EndpointPublisher:
         )
 
     async def endpoint(self, endpoint_id: str, url: str, secrets: Sequence[str] = (SECRET,)) -> str:
+        if self._urls.get(endpoint_id) == url:
+            return endpoint_id
         async with self._lock:  # concurrent publishes to a new endpoint create it once
-            return await self._endpoint(endpoint_id, url, secrets)
+            await self._endpoint(endpoint_id, url, secrets)
+            self._urls[endpoint_id] = url
+            return endpoint_id
 
     async def _endpoint(self, endpoint_id: str, url: str, secrets: Sequence[str]) -> str:
         try:
