@@ -85,6 +85,11 @@ async def test_stream_sends_the_whole_body(http: httpx.AsyncClient) -> None:
 async def test_stream_can_stop_short_of_what_it_announces_and_hang() -> None:
     stream = Stream(total=1 << 30, chunk=1000, stop_after=2500)
     received = bytearray()
+
+    async def read_all(response: httpx.Response) -> None:
+        async for chunk in response.aiter_raw():
+            received.extend(chunk)
+
     async with (
         Receiver(scripted(stream)) as rx,
         httpx.AsyncClient(timeout=httpx.Timeout(5, read=0.5)) as http,
@@ -92,8 +97,7 @@ async def test_stream_can_stop_short_of_what_it_announces_and_hang() -> None:
     ):
         assert response.headers["content-length"] == str(1 << 30)
         with pytest.raises(httpx.ReadTimeout):
-            async for chunk in response.aiter_raw():
-                received += chunk
+            await read_all(response)
     assert len(received) == 2500
 
 
