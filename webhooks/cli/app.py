@@ -14,7 +14,9 @@ from typing import Annotated
 import typer
 
 from webhooks.cli.circuit import circuit_app
+from webhooks.cli.db import db_app
 from webhooks.cli.dlq import dlq_app
+from webhooks.cli.endpoint import endpoint_app
 from webhooks.cli.output import (
     CliError,
     JsonFlag,
@@ -38,6 +40,8 @@ app = typer.Typer(
 )
 app.add_typer(dlq_app, name="dlq")
 app.add_typer(circuit_app, name="circuit")
+app.add_typer(endpoint_app, name="endpoint")
+app.add_typer(db_app, name="db")
 
 
 @app.command()

@@ -21,6 +21,7 @@ from temporalio.service import RPCStatusCode
 from webhooks.config import Settings
 from webhooks.core.models import Attempt
 from webhooks.publisher import connect
+from webhooks.registry.errors import RegistryUnavailableError, SchemaVersionError
 from webhooks.secrets import SecretStoreError
 
 out = Console()
@@ -45,6 +46,8 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
         err.print(f"[red]error:[/] {e}", highlight=False)
     except RPCError as e:
         err.print(f"[red]error:[/] Temporal said: {e.message}", highlight=False)
+    except (RegistryUnavailableError, SchemaVersionError) as e:
+        err.print(f"[red]error:[/] {e}", highlight=False)
     except RuntimeError as e:
         # temporalio raises RuntimeError when it cannot connect.
         err.print(f"[red]error:[/] {e}", highlight=False)
