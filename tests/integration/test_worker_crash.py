@@ -5,17 +5,21 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import sys
 from collections import defaultdict
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from pathlib import Path
 
 import pytest
 from temporalio.client import Client
 
 from tests.conftest import SECRET
-from tests.integration import eventually, fast, settled, unique, verify, wait_for_state
+from tests.integration import (
+    eventually,
+    fast,
+    settled,
+    unique,
+    verify,
+    wait_for_state,
+    worker_process,
+)
 from webhooks.config import Settings
 from webhooks.core.ids import delivery_id
 from webhooks.core.models import DeliveryState
@@ -24,43 +28,9 @@ from webhooks.publisher import WebhookPublisher
 from worker import running_worker
 from workflows.delivery import WebhookDelivery
 
-REPO = Path(__file__).resolve().parents[2]
 RECOVERY_BOUND_SECONDS = 90.0
 """After a crash the server waits out the dead worker's workflow-task timeout (10 s) and
 sticky-queue timeout (5 s) before another worker gets the work; this leaves ample room."""
-
-
-@asynccontextmanager
-async def worker_process(client: Client, settings: Settings) -> AsyncIterator[int]:
-    """A worker subprocess on the test's task queue; yields its pid once it polls."""
-    env = {
-        **os.environ,
-        "TEMPORAL_ADDRESS": client.service_client.config.target_host,
-        "TEMPORAL_NAMESPACE": client.namespace,
-        "WEBHOOKS_TASK_QUEUE": settings.task_queue,
-        "WEBHOOKS_SECRETS_FILE": str(settings.secrets_file),
-        "WEBHOOKS_ALLOW_PRIVATE_DESTINATIONS": "true",
-        "WEBHOOKS_HTTP_TIMEOUT_SECONDS": str(settings.http_timeout_seconds),
-        "WEBHOOKS_CONNECT_TIMEOUT_SECONDS": str(settings.connect_timeout_seconds),
-        "WEBHOOKS_CIRCUIT_ENABLED": str(settings.circuit_enabled).lower(),
-    }
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "tests.integration.worker_process",
-        cwd=REPO,
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-    )
-    try:
-        assert proc.stdout is not None
-        line = await asyncio.wait_for(proc.stdout.readline(), 60)
-        assert line.strip() == b"ready", f"worker process did not start: {line!r}"
-        yield proc.pid
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-        await proc.wait()
 
 
 @pytest.mark.parametrize("circuit", [False, True], ids=["circuit-off", "circuit-on"])
