@@ -3,7 +3,9 @@
     .venv/bin/python -m tests.replay.record
 
 Runs every path of every workflow type on a throwaway dev server with real HTTP receivers
-and writes each workflow's history to `tests/replay/histories/<Type>-<scenario>.json`
+(or only the groups named on the command line: plain, activity-error, circuit,
+disable-enable, continue-as-new) and writes each workflow's history to
+`tests/replay/histories/<Type>-<scenario>.json`
 (`SCENARIOS` in `test_replay.py` lists what must be there). Re-record deliberately, when a
 workflow change is *meant* to be incompatible, and say so in the commit: old histories that
 no longer replay are running workflows that a deploy would break. After adding a
@@ -17,6 +19,7 @@ import asyncio
 import functools
 import json
 import os
+import sys
 import sysconfig
 import tempfile
 import uuid
@@ -24,6 +27,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import update
 from temporalio.api.history.v1 import HistoryEvent
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 from temporalio.contrib.pydantic import pydantic_data_converter
@@ -58,6 +62,7 @@ from webhooks.dev.receiver import Hang, ReceivedRequest, Receiver, Respond, scri
 from webhooks.publisher import WebhookPublisher, build_request
 from webhooks.registry.errors import EndpointNotFoundError
 from webhooks.registry.models import Endpoint, EndpointChanges, NewEndpoint
+from webhooks.registry.schema import endpoints
 from webhooks.registry.service import EndpointRegistry, open_registry
 from worker import running_worker
 from workflows.dead_letter import DeadLetter
@@ -293,6 +298,41 @@ class Recorder:
             assert (await letter.result()).state is DeadLetterState.EXPIRED
         await save("DeadLetter-expired", letter)
 
+    async def activity_error(self, settings: Settings) -> None:
+        """The send activity raises (a registry row corrupted behind the service's back, so
+        its settings no longer validate): a recorded failed attempt, then delivered."""
+        engine = self.registry.store.engine
+
+        async def set_settings(endpoint_id: str, value: dict[str, object]) -> None:
+            async with engine.begin() as conn:
+                await conn.execute(
+                    update(endpoints).where(endpoints.c.id == endpoint_id).values(settings=value)
+                )
+
+        async with Receiver() as rx:
+            endpoint = await self.endpoint(rx.url)
+            await set_settings(endpoint.id, {"timeout_seconds": -1})
+            try:
+                delivery_id = await self.publisher.publish(
+                    endpoint_id=endpoint.id,
+                    event_type="stream.settled",
+                    data=settled(),
+                    retry=SCHEDULE,
+                )
+                delivery = self.client.get_workflow_handle_for(WebhookDelivery.run, delivery_id)
+
+                async def retrying() -> bool:
+                    status = await delivery.query(WebhookDelivery.status)
+                    return status.state is DeliveryState.RETRYING
+
+                await until(retrying, "the failed attempt is recorded")
+            finally:
+                await set_settings(endpoint.id, {})
+            result = await delivery.result()
+            assert result.state is DeliveryState.DELIVERED
+            assert result.attempts == 2
+        await save("WebhookDelivery-activity-error", delivery)
+
     # -- EndpointCircuit, and deliveries it holds ------------------------------------------
 
     async def circuit(self) -> None:
@@ -416,7 +456,10 @@ class Recorder:
         await save("EndpointCircuit-after-continue-as-new", latest)
 
 
-async def main() -> None:
+GROUPS = ("plain", "activity-error", "circuit", "disable-enable", "continue-as-new")
+
+
+async def main(only: set[str]) -> None:
     HISTORIES.mkdir(exist_ok=True)
     for var in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy"):
         os.environ.pop(var, None)
@@ -442,21 +485,32 @@ async def main() -> None:
             )
             async with open_registry(settings, migrate=True) as registry:
                 async with running_worker(env.client, settings):
-                    await Recorder(env.client, settings, registry).plain()
+                    recorder = Recorder(env.client, settings, registry)
+                    if "plain" in only:
+                        await recorder.plain()
+                    if "activity-error" in only:
+                        await recorder.activity_error(settings)
                 circuit = settings.model_copy(
                     update={"task_queue": "webhooks-replay-circuit", "circuit": CIRCUIT}
                 )
                 async with running_worker(env.client, circuit):
                     recorder = Recorder(env.client, circuit, registry)
-                    await recorder.circuit()
-                    await recorder.disable_enable(circuit)
-                    await recorder.continue_as_new(circuit)
+                    if "circuit" in only:
+                        await recorder.circuit()
+                    if "disable-enable" in only:
+                        await recorder.disable_enable(circuit)
+                    if "continue-as-new" in only:
+                        await recorder.continue_as_new(circuit)
     finally:
         await env.shutdown()
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    # `python -m tests.replay.record [group ...]` records only those groups (default: all).
+    chosen = set(sys.argv[1:]) or set(GROUPS)
+    if unknown := chosen - set(GROUPS):
+        sys.exit(f"unknown group(s) {sorted(unknown)}; choose from {', '.join(GROUPS)}")
+    asyncio.run(main(chosen))
     # The SDK's Rust runtime threads can abort CPython's finalization (SIGABRT, "PyGILState_
     # Release: thread state must be current", temporalio/sdk-python#300); everything is written.
     os._exit(0)

@@ -34,6 +34,7 @@ SCENARIOS = {
         "retry-now",  # a long backoff cut short by the signal
         "max-age",  # the next attempt would start too late
         "internal-error",  # the workflow's own exception, parked
+        "activity-error",  # the send activity raised: a failed attempt, then delivered
         "circuit-held-woken",  # held by an open circuit, woken when it closed
         "circuit-max-age",  # held by an open circuit past its maximum age
         "endpoint-disabled",  # an operator disabled the endpoint
@@ -63,8 +64,11 @@ def test_every_workflow_type_the_worker_runs_has_required_scenarios() -> None:
 
 
 def test_the_recorded_scenarios_are_all_there() -> None:
+    # A scenario counts wherever it was recorded: at the top level (current code) or in a
+    # dated folder (the code before a change, until the change's own recording lands).
     required = {f"{kind}-{scenario}" for kind, names in SCENARIOS.items() for scenario in names}
-    assert required <= set(HISTORIES), sorted(required - set(HISTORIES))
+    recorded = {name.rsplit("/", 1)[-1] for name in HISTORIES}
+    assert required <= recorded, sorted(required - recorded)
 
 
 @pytest.mark.parametrize("name", HISTORIES)
