@@ -359,19 +359,21 @@ async def test_an_activity_error_is_a_recorded_failed_attempt(
     the table, then the loop goes on."""
     engine = publisher.registry.store.engine
     async with Receiver() as rx:
-        endpoint_id = await publisher.endpoint(unique("ep_internal"), rx.url)
+        endpoint_id = unique("ep_internal")
+        request = await publisher.request(
+            endpoint_id=endpoint_id,
+            url=rx.url,
+            event_type="stream.settled",
+            data=settled(),
+            retry=fast(0, 0.5),
+        )
         async with engine.begin() as conn:
             await conn.execute(
                 update(endpoints)
                 .where(endpoints.c.id == endpoint_id)
                 .values(settings={"timeout_seconds": -1})
             )
-        delivery_id = await publisher.publisher.publish(
-            endpoint_id=endpoint_id,
-            event_type="stream.settled",
-            data=settled(),
-            retry=fast(0, 0.5),
-        )
+        delivery_id = await publisher.start(request)  # published before the row broke
         handle = client.get_workflow_handle_for(WebhookDelivery.run, delivery_id)
         status = await wait_for_state(handle, DeliveryState.RETRYING)
         assert status.attempts == 1

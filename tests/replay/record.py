@@ -311,14 +311,12 @@ class Recorder:
 
         async with Receiver() as rx:
             endpoint = await self.endpoint(rx.url)
+            request = build_request(
+                endpoint=endpoint, event_type="stream.settled", data=settled(), retry=SCHEDULE
+            )
             await set_settings(endpoint.id, {"timeout_seconds": -1})
             try:
-                delivery_id = await self.publisher.publish(
-                    endpoint_id=endpoint.id,
-                    event_type="stream.settled",
-                    data=settled(),
-                    retry=SCHEDULE,
-                )
+                delivery_id = await self.publisher.start(request)  # published before it broke
                 delivery = self.client.get_workflow_handle_for(WebhookDelivery.run, delivery_id)
 
                 async def retrying() -> bool:
