@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
 import json
 import os
 import sys
@@ -25,26 +24,27 @@ from pathlib import Path
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
+from webhooks.codec import generate_key
 from webhooks.config import Settings
 from webhooks.core import search_attributes as sa
 from webhooks.dev.devserver import SQLITE_PRAGMAS, temporal_binary
 from webhooks.dev.receiver import Receiver
+from webhooks.registry.models import NewEndpoint
+from webhooks.registry.service import open_registry
 from worker import running_worker
 
 DATA = json.dumps({"note": "publish loop"})
-SECRET = "whsec_" + base64.b64encode(b"streampay-loop-secret-0123456789").decode()
+ENDPOINT = "ep_loop"
 
 
-async def publish_once(env: dict[str, str], url: str, n: int) -> tuple[int, str]:
+async def publish_once(env: dict[str, str], n: int) -> tuple[int, str]:
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-c",
         "from webhooks.cli import main; main()",
         "publish",
         "--endpoint-id",
-        "ep_loop",
-        "--url",
-        url,
+        ENDPOINT,
         "--event-type",
         "loop.test",
         "--event-id",
@@ -61,8 +61,6 @@ async def publish_once(env: dict[str, str], url: str, n: int) -> tuple[int, str]
 
 async def run(runs: int, parallel: int) -> int:
     with tempfile.TemporaryDirectory(prefix="webhooks-loop-") as tmp:
-        secrets_file = Path(tmp) / "secrets.json"
-        secrets_file.write_text(json.dumps({"default": SECRET}))
         async with (
             await WorkflowEnvironment.start_local(
                 dev_server_existing_path=temporal_binary(),
@@ -73,16 +71,22 @@ async def run(runs: int, parallel: int) -> int:
             ) as temporal,
             Receiver() as rx,
         ):
+            keys = f"loop:{generate_key()}"
             settings = Settings(
                 task_queue=f"loop-{uuid.uuid4().hex[:6]}",
-                secrets_file=secrets_file,
+                database_url=f"sqlite:///{Path(tmp) / 'registry.db'}",
+                secret_keys=keys,
                 allow_private_destinations=True,
             )
+            # `webhooks publish` names a registry endpoint: the loop's one, at the receiver.
+            # The publishing processes get the database, not the key ring: they hold no secrets.
+            async with open_registry(settings, migrate=True) as registry:
+                await registry.create(NewEndpoint(id=ENDPOINT, account_id="acct_loop", url=rx.url))
             env = {
                 **os.environ,
                 "TEMPORAL_ADDRESS": temporal.client.service_client.config.target_host,
                 "WEBHOOKS_TASK_QUEUE": settings.task_queue,
-                "WEBHOOKS_SECRETS_FILE": str(secrets_file),
+                "WEBHOOKS_DATABASE_URL": settings.registry_url(),
                 "WEBHOOKS_ALLOW_PRIVATE_DESTINATIONS": "true",
             }
             codes: Counter[int] = Counter()
@@ -92,7 +96,7 @@ async def run(runs: int, parallel: int) -> int:
 
             async def one(n: int) -> None:
                 async with slots:
-                    code, output = await publish_once(env, rx.url, n)
+                    code, output = await publish_once(env, n)
                 codes[code] += 1
                 if code != 0:
                     failures.append(f"run {n}: exit {code}: {output}")
