@@ -179,7 +179,7 @@ def retry(
 @app.command()
 def worker() -> None:
     """Run a worker against TEMPORAL_ADDRESS / TEMPORAL_NAMESPACE until Ctrl-C."""
-    from worker import running_worker
+    from worker import SHUTDOWN_MARGIN_SECONDS, graceful_shutdown_timeout, running_worker
 
     async def main() -> None:
         settings = Settings()
@@ -196,7 +196,9 @@ def worker() -> None:
                 )
                 await stop.wait()
 
-        await serve_until_stopped(serve)
+        # A worker whose polls hang (say, on a server that restarted) still leaves in time.
+        limit = graceful_shutdown_timeout(settings).total_seconds() + SHUTDOWN_MARGIN_SECONDS
+        await serve_until_stopped(serve, deadline=limit)
 
     run(main())
 

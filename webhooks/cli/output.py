@@ -122,12 +122,19 @@ def when(moment: datetime | None) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
-async def serve_until_stopped(serve: Callable[[asyncio.Event], Awaitable[None]]) -> None:
+async def serve_until_stopped(
+    serve: Callable[[asyncio.Event], Awaitable[None]], *, deadline: float | None = None
+) -> None:
     """Run `serve(stop)` until SIGINT or SIGTERM sets `stop`; `serve` then shuts down
-    gracefully. A second signal does not wait for that: the process ends at once, with
+    gracefully, for at most `deadline` seconds (then the process exits 0: what was in flight
+    has had its time). A second signal does not wait: the process ends at once, with
     128 + the signal's number (what is in flight is retried by other workers)."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+
+    def on_deadline() -> None:
+        err.print(f"still shutting down after {deadline:.0f} s: exiting", highlight=False)
+        exit_now(0)
 
     def on_signal(sig: signal.Signals) -> None:
         if stop.is_set():
@@ -135,6 +142,8 @@ async def serve_until_stopped(serve: Callable[[asyncio.Event], Awaitable[None]])
             exit_now(128 + sig.value)
         err.print(f"{sig.name}: finishing in-flight work (again to exit now)", highlight=False)
         stop.set()
+        if deadline is not None:
+            loop.call_later(deadline, on_deadline)
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, on_signal, sig)

@@ -1,0 +1,223 @@
+"""A small deployment in processes, for the fault campaign: the Temporal dev server on a
+SQLite file, `webhooks worker` processes, the registry database, and the means to kill,
+restart and stop each of them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import os
+import secrets
+import shutil
+import signal
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+
+from temporalio.client import Client
+
+from tests.postgres import PG_BIN, PostgresCluster, free_port
+from webhooks.config import Settings
+from webhooks.core.models import RetrySchedule
+from webhooks.dev.devserver import dev_server_command
+from webhooks.publisher import WebhookPublisher, connect
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@dataclass(frozen=True)
+class FleetConfig:
+    state: Path
+    endpoints: int
+    workers: int
+    http_timeout_seconds: float
+
+
+class Fleet:
+    """Starts everything on enter, stops everything on exit; faults are methods."""
+
+    def __init__(self, config: FleetConfig, receiver_url: str) -> None:
+        self.config = config
+        self.receiver_url = receiver_url
+        self.secrets: dict[str, str] = {}
+        """Receiver path segment (`ep-3`) -> the endpoint's signing secret."""
+        self.port = free_port()
+        self._server: asyncio.subprocess.Process | None = None
+        self._workers: list[asyncio.subprocess.Process | None] = [None] * config.workers
+        self._client: Client | None = None
+        self._publisher: WebhookPublisher | None = None
+        self._cluster: PostgresCluster | None = None
+        self._env: dict[str, str] = {}
+        self.registry_kind = "none"
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    async def __aenter__(self) -> Fleet:
+        try:
+            await self._start_registry()
+            await self._start_server()
+            self._client = await connect(self._settings())
+            self._publisher = WebhookPublisher(self._client, task_queue=self._settings().task_queue)
+            await asyncio.gather(*(self._start_worker(i) for i in range(self.config.workers)))
+        except BaseException:
+            await self.__aexit__(None, None, None)
+            raise
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        for process in [*self._workers, self._server]:
+            if process is not None and process.returncode is None:
+                process.kill()
+                await process.wait()
+        if self._cluster is not None:
+            db = str(self._cluster.data / "db")
+            stop = ("pg_ctl", "-D", db, "-m", "immediate", "stop")
+            await asyncio.to_thread(self._cluster.run, *stop, check=False)
+            shutil.rmtree(self._cluster.data, ignore_errors=True)
+
+    @property
+    def client(self) -> Client:
+        assert self._client is not None
+        return self._client
+
+    @property
+    def registry_can_stop(self) -> bool:
+        return self._cluster is not None
+
+    def _settings(self) -> Settings:
+        return Settings(
+            temporal_address=f"127.0.0.1:{self.port}",
+            task_queue="webhooks",
+            secrets_file=self.config.state / "secrets.json",
+            allow_private_destinations=True,
+            http_timeout_seconds=self.config.http_timeout_seconds,
+        )
+
+    async def _start_registry(self) -> None:
+        names = [f"ep-{i}" for i in range(self.config.endpoints)]
+        self.secrets = {
+            name: "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode() for name in names
+        }
+        path = self.config.state / "secrets.json"
+        path.write_text(json.dumps(self.secrets))
+        self.registry_kind = "secrets file"
+        self._env = {"WEBHOOKS_SECRETS_FILE": str(path)}
+
+    async def _start_server(self) -> None:
+        state = self.config.state
+        command = dev_server_command(
+            state, port=self.port, ui_port=free_port(), extra=["--headless"]
+        )
+        log = (state / "temporal.log").open("ab")
+        self._server = await asyncio.create_subprocess_exec(
+            *command, stdout=log, stderr=asyncio.subprocess.STDOUT, start_new_session=True
+        )
+        for _ in range(600):
+            try:
+                await Client.connect(f"127.0.0.1:{self.port}")
+                return
+            except RuntimeError:
+                await asyncio.sleep(0.1)
+        raise TimeoutError("the dev server did not come up")
+
+    async def _start_worker(self, index: int) -> None:
+        env = {
+            **os.environ,
+            **self._env,
+            "TEMPORAL_ADDRESS": f"127.0.0.1:{self.port}",
+            "WEBHOOKS_ALLOW_PRIVATE_DESTINATIONS": "true",
+            "WEBHOOKS_HTTP_TIMEOUT_SECONDS": str(self.config.http_timeout_seconds),
+            "COLUMNS": "300",
+        }
+        log = (self.config.state / f"worker-{index}.log").open("ab")
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-c",
+            "from webhooks.cli import main; main()",
+            "worker",
+            cwd=REPO,
+            env=env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=log,
+        )
+        assert process.stdout is not None
+        async with asyncio.timeout(120):
+            line = await process.stdout.readline()
+        if not line.startswith(b"worker polling"):
+            raise RuntimeError(f"worker {index} did not start: {line!r}")
+        self._workers[index] = process
+
+    # -- traffic -----------------------------------------------------------------------
+
+    async def publish(self, endpoint: int, event_id: str, retry: RetrySchedule) -> str:
+        assert self._publisher is not None
+        name = f"ep-{endpoint}"
+        return await self._publisher.publish(
+            endpoint_id=name,
+            url=f"{self.receiver_url}/hooks/{name}",
+            secret_ref=name,
+            event_type="chaos.test",
+            event_id=event_id,
+            data={"n": event_id},
+            retry=retry,
+        )
+
+    # -- faults ------------------------------------------------------------------------
+
+    async def kill_worker(self, index: int) -> None:
+        index %= self.config.workers
+        process = self._workers[index]
+        assert process is not None
+        process.kill()
+        await process.wait()
+        await self._start_worker(index)
+
+    async def kill_server(self, down_seconds: float = 3.0) -> None:
+        assert self._server is not None
+        self._server.kill()
+        await self._server.wait()
+        await asyncio.sleep(down_seconds)
+        await self._start_server()
+
+    async def rolling_restart(self) -> None:
+        """SIGTERM each worker in turn, wait for its clean exit, start its replacement."""
+        for index, process in enumerate(self._workers):
+            assert process is not None
+            process.send_signal(signal.SIGTERM)
+            async with asyncio.timeout(self.config.http_timeout_seconds + 60):
+                code = await process.wait()
+            if code != 0:
+                raise RuntimeError(f"worker {index} exited {code} after SIGTERM")
+            await self._start_worker(index)
+
+    async def stop_registry(self, seconds: float) -> None:
+        assert self._cluster is not None
+        await asyncio.to_thread(self._cluster.stop)
+        await asyncio.sleep(seconds)
+        await asyncio.to_thread(self._cluster.start)
+
+    def worker_rss_mb(self) -> list[float]:
+        sizes: list[float] = []
+        for process in self._workers:
+            if process is None or process.returncode is not None:
+                continue
+            try:
+                status = Path(f"/proc/{process.pid}/status").read_text()
+            except OSError:
+                continue
+            for line in status.splitlines():
+                if line.startswith("VmRSS:"):
+                    sizes.append(round(int(line.split()[1]) / 1024, 1))
+        return sizes
+
+
+def postgres_available() -> bool:
+    return (PG_BIN / "initdb").exists()
