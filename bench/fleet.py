@@ -6,13 +6,13 @@ restart and stop each of them.
 from __future__ import annotations
 
 import asyncio
-import base64
-import json
 import os
-import secrets
+import pwd
 import shutil
 import signal
 import sys
+import tempfile
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -20,10 +20,13 @@ from types import TracebackType
 from temporalio.client import Client
 
 from tests.postgres import PG_BIN, PostgresCluster, free_port
+from webhooks.codec import generate_key
 from webhooks.config import Settings
 from webhooks.core.models import RetrySchedule
 from webhooks.dev.devserver import dev_server_command
 from webhooks.publisher import WebhookPublisher, connect
+from webhooks.registry.models import NewEndpoint
+from webhooks.registry.service import EndpointRegistry, open_registry
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -50,6 +53,7 @@ class Fleet:
         self._client: Client | None = None
         self._publisher: WebhookPublisher | None = None
         self._cluster: PostgresCluster | None = None
+        self._registry_cm: AbstractAsyncContextManager[EndpointRegistry] | None = None
         self._env: dict[str, str] = {}
         self.registry_kind = "none"
 
@@ -60,7 +64,11 @@ class Fleet:
             await self._start_registry()
             await self._start_server()
             self._client = await connect(self._settings())
-            self._publisher = WebhookPublisher(self._client, task_queue=self._settings().task_queue)
+            self._registry_cm = open_registry(self._settings(), keys=False)
+            registry = await self._registry_cm.__aenter__()
+            self._publisher = WebhookPublisher(
+                self._client, registry=registry, task_queue=self._settings().task_queue
+            )
             await asyncio.gather(*(self._start_worker(i) for i in range(self.config.workers)))
         except BaseException:
             await self.__aexit__(None, None, None)
@@ -73,6 +81,8 @@ class Fleet:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        if self._registry_cm is not None:
+            await self._registry_cm.__aexit__(None, None, None)
         for process in [*self._workers, self._server]:
             if process is not None and process.returncode is None:
                 process.kill()
@@ -96,20 +106,44 @@ class Fleet:
         return Settings(
             temporal_address=f"127.0.0.1:{self.port}",
             task_queue="webhooks",
-            secrets_file=self.config.state / "secrets.json",
+            database_url=self._env["WEBHOOKS_DATABASE_URL"],
+            secret_keys=self._env["WEBHOOKS_SECRET_KEYS"],
             allow_private_destinations=True,
             http_timeout_seconds=self.config.http_timeout_seconds,
         )
 
     async def _start_registry(self) -> None:
-        names = [f"ep-{i}" for i in range(self.config.endpoints)]
-        self.secrets = {
-            name: "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode() for name in names
+        """The registry on a throwaway PostgreSQL cluster (SQLite without PostgreSQL), with
+        one endpoint per receiver path `ep-<n>`."""
+        if postgres_available():
+            data = Path(tempfile.mkdtemp(prefix="webhooks-chaos-pg-"))
+            user = "postgres" if os.geteuid() == 0 else pwd.getpwuid(os.geteuid()).pw_name
+            if os.geteuid() == 0:
+                shutil.chown(data, user, user)
+            self._cluster = PostgresCluster(data=data, port=free_port(), user=user)
+            initdb = ("initdb", "-D", str(data / "db"), "-A", "trust", "-U", user, "-E", "UTF8")
+            await asyncio.to_thread(self._cluster.run, *initdb)
+            await asyncio.to_thread(self._cluster.start)
+            url = await asyncio.to_thread(self._cluster.new_database)
+            self.registry_kind = "PostgreSQL 15"
+        else:
+            url = f"sqlite:///{self.config.state / 'registry.db'}"
+            self.registry_kind = "SQLite (no outage: PostgreSQL is not installed)"
+        self._env = {
+            "WEBHOOKS_DATABASE_URL": url,
+            "WEBHOOKS_SECRET_KEYS": f"chaos:{generate_key()}",
         }
-        path = self.config.state / "secrets.json"
-        path.write_text(json.dumps(self.secrets))
-        self.registry_kind = "secrets file"
-        self._env = {"WEBHOOKS_SECRETS_FILE": str(path)}
+        async with open_registry(self._settings(), migrate=True) as registry:
+            for i in range(self.config.endpoints):
+                name = f"ep-{i}"
+                created = await registry.create(
+                    NewEndpoint(
+                        id=f"ep_chaos_{i}",
+                        account_id="acct_chaos",
+                        url=f"{self.receiver_url}/hooks/{name}",
+                    )
+                )
+                self.secrets[name] = created.secret.get_secret_value()
 
     async def _start_server(self) -> None:
         state = self.config.state
@@ -159,11 +193,8 @@ class Fleet:
 
     async def publish(self, endpoint: int, event_id: str, retry: RetrySchedule) -> str:
         assert self._publisher is not None
-        name = f"ep-{endpoint}"
         return await self._publisher.publish(
-            endpoint_id=name,
-            url=f"{self.receiver_url}/hooks/{name}",
-            secret_ref=name,
+            endpoint_id=f"ep_chaos_{endpoint}",
             event_type="chaos.test",
             event_id=event_id,
             data={"n": event_id},
