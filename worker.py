@@ -19,11 +19,13 @@ from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import Worker
 
+from activities.bulk import BulkActivities
 from activities.circuit_view import CircuitActivities, CircuitView
 from activities.safe_transport import DestinationPolicy
 from activities.send import SendActivities, new_http_client
 from webhooks.config import Settings
 from webhooks.core import search_attributes as sa
+from workflows.bulk_dead_letters import BulkDeadLetterAction
 from workflows.dead_letter import DeadLetter
 from workflows.delivery import WebhookDelivery
 from workflows.endpoint_circuit import EndpointCircuit
@@ -94,8 +96,18 @@ async def running_worker(client: Client, settings: Settings) -> AsyncIterator[Wo
             workflows=[WebhookDelivery, DeadLetter, EndpointCircuit],
             activities=[sender.send_webhook, CircuitActivities(client).wake_deliveries],
         )
-        async with worker:
-            log.info("worker polling task queue %r", settings.task_queue)
+        bulk = BulkActivities(client)
+        # Operator jobs on their own queue, so a backlog of deliveries never delays them.
+        control = Worker(
+            client,
+            task_queue=settings.control_queue,
+            workflows=[BulkDeadLetterAction],
+            activities=[bulk.count_dead_letters, bulk.signal_dead_letters],
+        )
+        async with worker, control:
+            log.info(
+                "worker polling task queues %r and %r", settings.task_queue, settings.control_queue
+            )
             yield worker
 
 

@@ -107,7 +107,9 @@ def test_every_module_has_a_layer() -> None:
         ("activities.send", "from workflows.delivery import WebhookDelivery"),
         ("webhooks.publisher", "from webhooks.dev.receiver import Receiver"),
         ("worker", "from webhooks.cli import app"),
-        ("webhooks.ops.dead_letters", "from webhooks.server import codec_server"),
+        ("webhooks.ops.dead_letters", "from webhooks.server import app"),
+        ("webhooks.core.bulk", "from webhooks.ops.bulk import start_bulk"),
+        ("activities.bulk", "from webhooks.ops.dead_letters import act_on"),
         ("webhooks.config", "from webhooks.publisher import connect"),
     ],
 )
