@@ -13,9 +13,16 @@ import httpx
 from temporalio.client import Client
 
 from webhooks.config import Settings
+from webhooks.core.filters import DeadLetterFilter
+from webhooks.core.models import DeliveryState, RetrySchedule
 from webhooks.core.roles import Role
+from webhooks.publisher import WebhookPublisher
 from webhooks.server.app import serve_console
 from webhooks.server.settings import ConsoleSettings
+from workflows.delivery import WebhookDelivery
+
+BOUND_SECONDS = 60.0
+"""Upper bound for anything a test waits for; a hang fails the test instead of the suite."""
 
 PASSWORDS = {
     "ada": ("ada-admin-password", Role.ADMIN),
@@ -70,3 +77,51 @@ async def running_console(
     finally:
         stop.set()
         await task
+
+
+async def dead_letters(
+    client: Client,
+    publisher: WebhookPublisher,
+    url: str,
+    endpoint: str,
+    count: int,
+    *,
+    event_type: str = "console.test",
+    data: dict[str, object] | None = None,
+) -> list[str]:
+    """Publish `count` events that the receiver at `url` fails once each (one attempt);
+    return their dead letters' ids, once all of them are listed as open."""
+
+    async def one(index: int) -> str:
+        delivery_id = await publisher.publish(
+            endpoint_id=endpoint,
+            url=url,
+            event_type=event_type,
+            data=data or {"n": index},
+            event_id=unique("evt"),
+            retry=RetrySchedule(schedule_seconds=[0], jitter=0, throttled_min_seconds=0),
+        )
+        handle = client.get_workflow_handle_for(WebhookDelivery.run, delivery_id)
+        result = await handle.result()
+        assert result.state is DeliveryState.DEAD_LETTERED
+        assert result.dead_letter_id is not None
+        return result.dead_letter_id
+
+    async with asyncio.timeout(BOUND_SECONDS * 4):
+        ids = list(await asyncio.gather(*(one(i) for i in range(count))))
+        where = DeadLetterFilter(endpoint_id=endpoint)
+        listed = 0
+        while listed < count:  # visibility lags a little behind the workflows
+            await asyncio.sleep(0.2)
+            listed = (await client.count_workflows(where.query())).count
+    return ids
+
+
+def most_in_one_second(times: list[float]) -> int:
+    """The most events inside any window of one second (a sliding window, not buckets)."""
+    ordered, most, start = sorted(times), 0, 0
+    for end, moment in enumerate(ordered):
+        while moment - ordered[start] >= 1.0:
+            start += 1
+        most = max(most, end - start + 1)
+    return most
