@@ -33,6 +33,10 @@ from workflows.endpoint_circuit import EndpointCircuit
 log = logging.getLogger("webhooks.worker")
 
 WORKFLOWS = (WebhookDelivery, DeadLetter, EndpointCircuit)
+"""The workflow types on the delivery task queue."""
+CONTROL_WORKFLOWS = (BulkDeadLetterAction,)
+"""The workflow types on the control task queue (operator jobs)."""
+ALL_WORKFLOWS = WORKFLOWS + CONTROL_WORKFLOWS
 """Every workflow type the worker runs (the replay test replays a history of each)."""
 
 
@@ -104,7 +108,7 @@ async def running_worker(client: Client, settings: Settings) -> AsyncIterator[Wo
         control = Worker(
             client,
             task_queue=settings.control_queue,
-            workflows=[BulkDeadLetterAction],
+            workflows=list(CONTROL_WORKFLOWS),
             activities=[bulk.count_dead_letters, bulk.signal_dead_letters],
         )
         async with worker, control:
