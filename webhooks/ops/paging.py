@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
+import hmac
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
 from temporalio.client import Client, WorkflowExecution
+from temporalio.service import RPCError, RPCStatusCode
 
 T = TypeVar("T")
 MAX_PAGE_SIZE = 200
+_BAD_TOKEN = (RPCStatusCode.INVALID_ARGUMENT, RPCStatusCode.INTERNAL, RPCStatusCode.UNKNOWN)
 
 
 class BadCursorError(ValueError):
@@ -24,17 +28,27 @@ class Page(Generic[T]):
     next_cursor: str | None = None
 
 
+def _check(token: bytes) -> bytes:
+    return hashlib.sha256(b"webhooks-cursor:" + token).digest()[:8]
+
+
 def encode_cursor(token: bytes | None) -> str | None:
-    return base64.urlsafe_b64encode(token).decode() if token else None
+    """The server's page token with a checksum, so a made-up cursor is refused at once
+    (some visibility stores only fail on one after retrying)."""
+    return base64.urlsafe_b64encode(_check(token) + token).decode() if token else None
 
 
 def decode_cursor(cursor: str | None) -> bytes | None:
     if not cursor:
         return None
     try:
-        return base64.urlsafe_b64decode(cursor.encode("ascii"))
+        token = base64.b64decode(cursor.encode("ascii"), altchars=b"-_", validate=True)
     except (binascii.Error, UnicodeEncodeError, ValueError):
         raise BadCursorError("cursor is not one this API returned") from None
+    check, token = token[:8], token[8:]
+    if not token or not hmac.compare_digest(check, _check(token)):
+        raise BadCursorError("cursor is not one this API returned")
+    return token
 
 
 async def fetch_page(
@@ -46,12 +60,14 @@ async def fetch_page(
     cursor: str | None,
 ) -> Page[T]:
     """One page of workflows matching `query`, newest first, and the cursor to the next."""
-    listing = client.list_workflows(
-        query,
-        page_size=max(1, min(page_size, MAX_PAGE_SIZE)),
-        next_page_token=decode_cursor(cursor),
-    )
-    await listing.fetch_next_page()
-    return Page(
-        [row(wf) for wf in listing.current_page or []], encode_cursor(listing.next_page_token)
-    )
+    size = max(1, min(page_size, MAX_PAGE_SIZE))
+    listing = client.list_workflows(query, page_size=size, next_page_token=decode_cursor(cursor))
+    try:
+        await listing.fetch_next_page()
+    except RPCError as err:
+        # A forged token makes some visibility stores fail internally: the cursor's fault.
+        if cursor is not None and err.status in _BAD_TOKEN:
+            raise BadCursorError("cursor is not one this API returned") from None
+        raise
+    items = [row(wf) for wf in listing.current_page or []]
+    return Page(items, encode_cursor(listing.next_page_token))
