@@ -9,6 +9,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, nullcontext
+from datetime import timedelta
 
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import (
@@ -31,6 +32,8 @@ from workflows.delivery import WebhookDelivery
 from workflows.endpoint_circuit import EndpointCircuit
 
 log = logging.getLogger("webhooks.worker")
+
+SHUTDOWN_MARGIN_SECONDS = 5.0
 
 WORKFLOWS = (WebhookDelivery, DeadLetter, EndpointCircuit)
 """The workflow types on the delivery task queue."""
@@ -68,6 +71,13 @@ async def ensure_search_attributes(client: Client) -> None:
         )
         log.info("registered search attributes %s", ", ".join(missing))
     except RPCError as err:
+        # Workers starting together on a fresh namespace race to add them: the loser's
+        # request fails, yet the attributes are there.
+        again = await client.operator_service.list_search_attributes(
+            ListSearchAttributesRequest(namespace=namespace)
+        )
+        if all(name in again.custom_attributes for name in missing):
+            return
         raise RuntimeError(
             f"search attributes {', '.join(missing)} are not registered in namespace "
             f"{namespace!r} and could not be added ({err.message}); see docs/deploy.md"
@@ -102,6 +112,9 @@ async def running_worker(client: Client, settings: Settings) -> AsyncIterator[Wo
             task_queue=settings.task_queue,
             workflows=list(WORKFLOWS),
             activities=[sender.send_webhook, CircuitActivities(client).wake_deliveries],
+            # On shutdown (a rolling deploy's SIGTERM) in-flight sends get their whole HTTP
+            # timeout to finish instead of being cancelled and sent again by another worker.
+            graceful_shutdown_timeout=graceful_shutdown_timeout(settings),
         )
         bulk = BulkActivities(client)
         # Operator jobs on their own queue, so a backlog of deliveries never delays them.
@@ -116,6 +129,12 @@ async def running_worker(client: Client, settings: Settings) -> AsyncIterator[Wo
                 "worker polling task queues %r and %r", settings.task_queue, settings.control_queue
             )
             yield worker
+
+
+def graceful_shutdown_timeout(settings: Settings) -> timedelta:
+    """How long a stopping worker lets in-flight sends run: one whole attempt, plus a
+    moment to report its result."""
+    return timedelta(seconds=settings.http_timeout_seconds + SHUTDOWN_MARGIN_SECONDS)
 
 
 async def run_worker(client: Client, settings: Settings, stop: asyncio.Event) -> None:

@@ -6,6 +6,7 @@ renders the answer as a table or, with `--json`, as JSON.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 from typing import Annotated
@@ -14,12 +15,15 @@ import typer
 
 from webhooks.cli.circuit import circuit_app
 from webhooks.cli.console import console_app
+from webhooks.cli.db import db_app
 from webhooks.cli.dlq import dlq_app
+from webhooks.cli.endpoint import endpoint_app
 from webhooks.cli.output import (
     CliError,
     JsonFlag,
     attempt_table,
     ensure_exists,
+    exit_now,
     out,
     parse_duration,
     print_json,
@@ -38,6 +42,8 @@ app = typer.Typer(
 app.add_typer(dlq_app, name="dlq")
 app.add_typer(circuit_app, name="circuit")
 app.add_typer(console_app, name="console")
+app.add_typer(endpoint_app, name="endpoint")
+app.add_typer(db_app, name="db")
 
 
 @app.command()
@@ -145,17 +151,24 @@ def retry(
 @app.command()
 def worker() -> None:
     """Run a worker against TEMPORAL_ADDRESS / TEMPORAL_NAMESPACE until Ctrl-C."""
-    from worker import run_worker
+    from worker import running_worker
 
     async def main() -> None:
         settings = Settings()
         client = await temporal_client(settings)
-        out.print(
-            f"worker on {settings.temporal_address} namespace {settings.temporal_namespace}, "
-            f"task queue {settings.task_queue!r}; Ctrl-C stops it",
-            highlight=False,
-        )
-        await serve_until_stopped(lambda stop: run_worker(client, settings, stop))
+
+        async def serve(stop: asyncio.Event) -> None:
+            async with running_worker(client, settings):
+                # Printed once polling: deploy scripts and tests wait for this line.
+                out.print(
+                    f"worker polling on {settings.temporal_address} namespace "
+                    f"{settings.temporal_namespace}, task queue {settings.task_queue!r}; "
+                    "Ctrl-C (SIGTERM) stops it after in-flight sends finish",
+                    highlight=False,
+                )
+                await stop.wait()
+
+        await serve_until_stopped(serve)
 
     run(main())
 
@@ -198,4 +211,12 @@ def schema() -> None:
 
 
 def main() -> None:
-    app()
+    """The `webhooks` entry point: exit with the command's own code, and never let the
+    SDK's teardown race change it (see `exit_now`)."""
+    try:
+        app()
+    except SystemExit as stop:
+        code = stop.code
+    else:
+        code = 0
+    exit_now(code if isinstance(code, int) else (0 if code is None else 1))
