@@ -59,6 +59,7 @@ def settings(secrets_file: Path) -> Settings:
     return Settings(
         task_queue=f"webhooks-test-{uuid.uuid4().hex[:8]}",
         secrets_file=secrets_file,
+        state_dir=secrets_file.parent,  # the registry's SQLite file lives there
         allow_private_destinations=True,
         http_timeout_seconds=2,
         connect_timeout_seconds=1,

@@ -45,9 +45,12 @@ def console_settings() -> ConsoleSettings:
 @pytest.fixture(scope="session")
 def backend(secrets_file: Path) -> Settings:
     """The worker's and the console's settings (the console holds the codec keys)."""
+    (secrets_file.parent / "console").mkdir(exist_ok=True)
     return Settings(
         task_queue=f"webhooks-console-{uuid.uuid4().hex[:8]}",
         secrets_file=secrets_file,
+        state_dir=secrets_file.parent / "console",
+        secret_keys=f"k1:{CODEC_KEY}",
         allow_private_destinations=True,
         http_timeout_seconds=2,
         connect_timeout_seconds=1,

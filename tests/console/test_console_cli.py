@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import httpx
 from argon2 import PasswordHasher
@@ -46,7 +47,7 @@ def test_new_token_prints_it_once_with_its_hash() -> None:
     assert '"role": "viewer"' in plain.stdout
 
 
-async def test_the_command_serves_until_terminated(client: Client) -> None:
+async def test_the_command_serves_until_terminated(client: Client, tmp_path: Path) -> None:
     token, digest = (
         "wht_cli-test-token-0123456789abcdef",
         hash_token("wht_cli-test-token-0123456789abcdef"),
@@ -56,6 +57,7 @@ async def test_the_command_serves_until_terminated(client: Client) -> None:
         "WEBHOOKS_CONSOLE__TOKENS": json.dumps(
             [{"name": "cli", "token_hash": digest, "role": "viewer"}]
         ),
+        "WEBHOOKS_STATE_DIR": str(tmp_path),
         "COLUMNS": "300",
     }
     process = await asyncio.create_subprocess_exec(

@@ -77,6 +77,7 @@ async def run_dev(
     )
     settings = Settings(
         temporal_address=f"127.0.0.1:{port}",
+        state_dir=state_dir,
         secrets_file=secrets_file,
         allow_private_destinations=True,
         **codec,

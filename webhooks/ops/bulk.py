@@ -33,6 +33,11 @@ async def start_bulk(client: Client, settings: Settings, request: BulkRequest) -
     return job_id
 
 
+def describe(request: BulkRequest) -> dict[str, object]:
+    """What a job does, for the audit log."""
+    return request.model_dump(mode="json", exclude={"resume"}, exclude_none=True)
+
+
 async def job_progress(client: Client, job_id: str) -> BulkProgress:
     handle = client.get_workflow_handle(job_id)
     await ensure_type(handle, BULK_WORKFLOW, "bulk job")

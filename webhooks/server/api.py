@@ -201,6 +201,7 @@ async def get_delivery(delivery_id: str, who: Viewer, ctx: Ctx) -> DeliveryOut:
 )
 async def retry_delivery(delivery_id: str, who: Operator, ctx: Ctx) -> Accepted:
     await deliveries.retry_now(ctx.temporal, delivery_id)
+    await ctx.audit(who.name, "retry_now", delivery_id)
     return Accepted(id=delivery_id, action="retry_now")
 
 
@@ -262,6 +263,7 @@ async def get_dead_letter(dead_letter_id: str, who: Viewer, ctx: Ctx) -> DeadLet
 )
 async def redeliver(dead_letter_id: str, who: Operator, ctx: Ctx) -> Accepted:
     await dead_letters.act_on(ctx.temporal, dead_letter_id, RedeliverRequest(requested_by=who.name))
+    await ctx.audit(who.name, "redeliver", dead_letter_id, after={"state": "redelivered"})
     return Accepted(id=dead_letter_id, action="redeliver")
 
 
@@ -275,6 +277,8 @@ async def discard(dead_letter_id: str, body: DiscardIn, who: Operator, ctx: Ctx)
     await dead_letters.act_on(
         ctx.temporal, dead_letter_id, DiscardRequest(requested_by=who.name, reason=body.reason)
     )
+    after = {"state": "discarded", "note": body.reason}
+    await ctx.audit(who.name, "discard", dead_letter_id, after=after)
     return Accepted(id=dead_letter_id, action="discard")
 
 
@@ -292,6 +296,7 @@ async def bulk_action(body: BulkIn, who: Operator, ctx: Ctx) -> JobOut:
         note=body.note,
     )
     job_id = await bulk.start_bulk(ctx.temporal, ctx.settings, request)
+    await ctx.audit(who.name, f"bulk_{body.action.value}", job_id, after=bulk.describe(request))
     return JobOut(job_id=job_id, progress=BulkProgress())
 
 
@@ -305,4 +310,5 @@ async def get_job(job_id: str, who: Viewer, ctx: Ctx) -> JobOut:
 )
 async def cancel_job(job_id: str, who: Operator, ctx: Ctx) -> Accepted:
     await bulk.cancel_job(ctx.temporal, job_id)
+    await ctx.audit(who.name, "bulk_cancel", job_id)
     return Accepted(id=job_id, action="cancel")

@@ -25,7 +25,17 @@ from webhooks.config import Settings
 from webhooks.ops.errors import ConflictError, NotFoundError
 from webhooks.ops.paging import BadCursorError
 from webhooks.publisher import connect
-from webhooks.server import api, codec_routes, pages
+from webhooks.registry.errors import (
+    EndpointNotFoundError,
+    EndpointUnavailableError,
+    InvalidDestinationError,
+    RegistryError,
+    RegistryUnavailableError,
+    SecretKeysError,
+    VersionConflictError,
+)
+from webhooks.registry.service import open_registry
+from webhooks.server import api, api_endpoints, codec_routes, endpoint_pages, pages
 from webhooks.server.auth import Authenticator
 from webhooks.server.context import ConsoleContext
 from webhooks.server.deps import ForbiddenPageError, SignInRequiredError
@@ -52,7 +62,10 @@ def create_app(
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         if ctx.client is None:
             ctx.client = await connect(settings)
-        yield
+        # Like the worker: an empty or older registry schema is brought up to date.
+        async with open_registry(settings, migrate=True) as registry:
+            ctx.registry_ = registry
+            yield
 
     app = FastAPI(
         title="StreamPay webhooks console",
@@ -66,7 +79,9 @@ def create_app(
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.include_router(codec_routes.router)
     app.include_router(api.router)
+    app.include_router(api_endpoints.router)
     app.include_router(pages.router)
+    app.include_router(endpoint_pages.router)
     _errors(app)
 
     schema: dict[str, Any] = {}
@@ -79,7 +94,7 @@ def create_app(
                     title="StreamPay webhooks management API",
                     version=VERSION,
                     description=api.__doc__,
-                    routes=api.router.routes,
+                    routes=[*api.router.routes, *api_endpoints.router.routes],
                 )
             )
             schema["components"].setdefault("securitySchemes", {})["bearer"] = {
@@ -109,6 +124,14 @@ def _errors(app: FastAPI) -> None:
     app.add_exception_handler(ConflictError, handle(409))
     app.add_exception_handler(BadCursorError, handle(400))
     app.add_exception_handler(ForbiddenPageError, handle(403))
+    app.add_exception_handler(EndpointNotFoundError, handle(404))
+    app.add_exception_handler(VersionConflictError, handle(409))
+    app.add_exception_handler(EndpointUnavailableError, handle(409))
+    app.add_exception_handler(InvalidDestinationError, handle(422))
+    app.add_exception_handler(SecretKeysError, handle(503))
+    app.add_exception_handler(RegistryUnavailableError, handle(503))
+    app.add_exception_handler(RegistryError, handle(400))
+    app.add_exception_handler(ValueError, handle(400))
 
     @app.exception_handler(SignInRequiredError)
     async def sign_in(request: Request, _: Exception) -> Response:

@@ -3,6 +3,7 @@ of our own JavaScript for progress and "select all", no inline script anywhere."
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 from urllib.parse import urlencode
@@ -15,6 +16,7 @@ from webhooks.core.filters import DeadLetterFilter, DeliveryFilter
 from webhooks.core.models import (
     DeadLetterReason,
     DeadLetterState,
+    DeadLetterView,
     DeliveryState,
     DiscardRequest,
     RedeliverRequest,
@@ -58,9 +60,16 @@ def error_page(request: Request, status: int, message: str) -> Response:
     return response
 
 
-def _back(path: str, **params: str) -> RedirectResponse:
+def back(path: str, **params: str) -> RedirectResponse:
     query = urlencode({k: v for k, v in params.items() if v})
     return RedirectResponse(path + (f"?{query}" if query else ""), status_code=303)
+
+
+def _states(view: DeadLetterView, state: str, **extra: str) -> dict[str, Mapping[str, object]]:
+    return {
+        "before": {"state": view.state.value},
+        "after": {"state": state, **extra},
+    }
 
 
 def _safe_next(target: str | None) -> str:
@@ -172,7 +181,8 @@ async def delivery(request: Request, delivery_id: str, who: Viewer, ctx: Ctx) ->
 @router.post("/deliveries/{delivery_id}/retry")
 async def retry(delivery_id: str, who: Operator, ctx: Ctx) -> Response:
     await deliveries.retry_now(ctx.temporal, delivery_id)
-    return _back(f"/deliveries/{delivery_id}", done="retry_now signalled")
+    await ctx.audit(who.name, "retry_now", delivery_id)
+    return back(f"/deliveries/{delivery_id}", done="retry_now signalled")
 
 
 def _dead_letter_filter(
@@ -233,18 +243,24 @@ async def dead_letter(request: Request, dead_letter_id: str, who: Viewer, ctx: C
 
 @router.post("/dead-letters/{dead_letter_id}/redeliver")
 async def redeliver(dead_letter_id: str, who: Operator, ctx: Ctx) -> Response:
-    await dead_letters.act_on(ctx.temporal, dead_letter_id, RedeliverRequest(requested_by=who.name))
-    return _back(f"/dead-letters/{dead_letter_id}", done="redelivery requested")
+    view = await dead_letters.act_on(
+        ctx.temporal, dead_letter_id, RedeliverRequest(requested_by=who.name)
+    )
+    await ctx.audit(who.name, "redeliver", dead_letter_id, **_states(view, "redelivered"))
+    return back(f"/dead-letters/{dead_letter_id}", done="redelivery requested")
 
 
 @router.post("/dead-letters/{dead_letter_id}/discard")
 async def discard(
     dead_letter_id: str, who: Operator, ctx: Ctx, note: Annotated[str, Form()] = ""
 ) -> Response:
-    await dead_letters.act_on(
+    view = await dead_letters.act_on(
         ctx.temporal, dead_letter_id, DiscardRequest(requested_by=who.name, reason=note[:2000])
     )
-    return _back(f"/dead-letters/{dead_letter_id}", done="discarded")
+    await ctx.audit(
+        who.name, "discard", dead_letter_id, **_states(view, "discarded", note=note[:2000])
+    )
+    return back(f"/dead-letters/{dead_letter_id}", done="discarded")
 
 
 @router.post("/dead-letters/bulk")
@@ -273,7 +289,8 @@ async def bulk_action(
         note=note[:2000],
     )
     job_id = await bulk.start_bulk(ctx.temporal, ctx.settings, request)
-    return _back(f"/jobs/{job_id}")
+    await ctx.audit(who.name, f"bulk_{action.value}", job_id, after=bulk.describe(request))
+    return back(f"/jobs/{job_id}")
 
 
 @router.get("/jobs", name="jobs")
@@ -297,4 +314,5 @@ async def job_fragment(request: Request, job_id: str, who: Viewer, ctx: Ctx) -> 
 @router.post("/jobs/{job_id}/cancel")
 async def cancel(job_id: str, who: Operator, ctx: Ctx) -> Response:
     await bulk.cancel_job(ctx.temporal, job_id)
-    return _back(f"/jobs/{job_id}")
+    await ctx.audit(who.name, "bulk_cancel", job_id)
+    return back(f"/jobs/{job_id}")
