@@ -88,7 +88,7 @@ async def list_endpoints(
     return EndpointList(items=found, next_cursor=found[-1].id if len(found) == limit else None)
 
 
-@router.post("/endpoints", status_code=201, response_model=WithSecret, responses=_errors(409, 422))
+@router.post("/endpoints", status_code=201, response_model=WithSecret, responses=_errors(409))
 async def create_endpoint(body: NewEndpoint, who: Admin, ctx: Ctx) -> WithSecret:
     created = await ctx.registry.create(body, actor=who.name)
     return WithSecret(endpoint=created.endpoint, secret=_shown(created.secret))
@@ -99,7 +99,7 @@ async def get_endpoint(endpoint_id: str, who: Viewer, ctx: Ctx) -> Endpoint:
     return await ctx.registry.get(endpoint_id)
 
 
-@router.patch("/endpoints/{endpoint_id}", response_model=Endpoint, responses=_errors(404, 409, 422))
+@router.patch("/endpoints/{endpoint_id}", response_model=Endpoint, responses=_errors(404, 409))
 async def update_endpoint(endpoint_id: str, body: EndpointUpdate, who: Admin, ctx: Ctx) -> Endpoint:
     given = body.model_fields_set - {"version"}
     changes = EndpointChanges(**{name: getattr(body, name) for name in given})

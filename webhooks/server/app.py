@@ -127,7 +127,7 @@ def _errors(app: FastAPI) -> None:
     app.add_exception_handler(EndpointNotFoundError, handle(404))
     app.add_exception_handler(VersionConflictError, handle(409))
     app.add_exception_handler(EndpointUnavailableError, handle(409))
-    app.add_exception_handler(InvalidDestinationError, handle(422))
+    app.add_exception_handler(InvalidDestinationError, handle(400))
     app.add_exception_handler(SecretKeysError, handle(503))
     app.add_exception_handler(RegistryUnavailableError, handle(503))
     app.add_exception_handler(RegistryError, handle(400))
