@@ -20,6 +20,7 @@ from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import Worker
 
+from activities.bulk import BulkActivities
 from activities.circuit_view import CircuitActivities, CircuitView
 from activities.endpoint_cache import EndpointCache
 from activities.safe_transport import DestinationPolicy
@@ -29,6 +30,7 @@ from webhooks.core import search_attributes as sa
 from webhooks.registry.crypto import SecretKeyRing
 from webhooks.registry.errors import SecretKeysError
 from webhooks.registry.service import open_registry
+from workflows.bulk_dead_letters import BulkDeadLetterAction
 from workflows.dead_letter import DeadLetter
 from workflows.delivery import WebhookDelivery
 from workflows.endpoint_circuit import EndpointCircuit
@@ -38,6 +40,10 @@ log = logging.getLogger("webhooks.worker")
 SHUTDOWN_MARGIN_SECONDS = 5.0
 
 WORKFLOWS = (WebhookDelivery, DeadLetter, EndpointCircuit)
+"""The workflow types on the delivery task queue."""
+CONTROL_WORKFLOWS = (BulkDeadLetterAction,)
+"""The workflow types on the control task queue (operator jobs)."""
+ALL_WORKFLOWS = WORKFLOWS + CONTROL_WORKFLOWS
 """Every workflow type the worker runs (the replay test replays a history of each)."""
 
 
@@ -126,8 +132,18 @@ async def running_worker(client: Client, settings: Settings) -> AsyncIterator[Wo
             # timeout to finish instead of being cancelled and sent again by another worker.
             graceful_shutdown_timeout=graceful_shutdown_timeout(settings),
         )
-        async with worker:
-            log.info("worker polling task queue %r", settings.task_queue)
+        bulk = BulkActivities(client)
+        # Operator jobs on their own queue, so a backlog of deliveries never delays them.
+        control = Worker(
+            client,
+            task_queue=settings.control_queue,
+            workflows=list(CONTROL_WORKFLOWS),
+            activities=[bulk.count_dead_letters, bulk.signal_dead_letters],
+        )
+        async with worker, control:
+            log.info(
+                "worker polling task queues %r and %r", settings.task_queue, settings.control_queue
+            )
             yield worker
 
 

@@ -4,7 +4,7 @@ Every payload Temporal stores for us (event bodies, workflow inputs and results,
 excerpts, query answers, failure messages) is encrypted by the client and the worker
 before it leaves the process, so the Temporal database, its backups and its Web UI see
 only ciphertext. The key never reaches the server; operators who hold it can read payloads
-through the codec server (`webhooks codec-server`).
+through the console's codec endpoint (`webhooks console`, `/codec`).
 
 Keys have ids, and the id travels in each payload's metadata. Several keys can be loaded:
 the first one (the newest) encrypts, any of them decrypts, so a key is rotated by putting

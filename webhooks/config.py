@@ -26,6 +26,8 @@ class Settings(BaseSettings):
         default="default", validation_alias=AliasChoices("TEMPORAL_NAMESPACE")
     )
     task_queue: str = "webhooks"
+    control_task_queue: str | None = None
+    """Operator jobs (bulk dead-letter actions); defaults to `<task_queue>-control`."""
     state_dir: Path = Path(".webhooks")
     """Where `webhooks dev` keeps its files, and where the default registry database lives."""
     database_url: SecretStr | None = None
@@ -49,8 +51,6 @@ class Settings(BaseSettings):
     """History encryption keys, newest first: `k2:<base64 of 32 bytes>,k1:<...>`."""
     codec_keys_file: Path | None = None
     """The same, from a file (one `id:key` per line or comma-separated)."""
-    codec_server_token: SecretStr | None = None
-    """The bearer token the codec server requires."""
     http_timeout_seconds: float = Field(default=15, gt=0, le=120)
     """Total time for one attempt: connect, send, and read the (capped) response."""
     connect_timeout_seconds: float = Field(default=5, gt=0, le=60)
@@ -69,6 +69,10 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return tuple(ip_network(v.strip()) for v in value.split(",") if v.strip())
         return value
+
+    @property
+    def control_queue(self) -> str:
+        return self.control_task_queue or f"{self.task_queue}-control"
 
     def registry_url(self) -> str:
         """The SQLAlchemy async URL of the registry database."""

@@ -3,7 +3,7 @@
     .venv/bin/python -m tests.replay.record
 
 Runs every path of every workflow type on a throwaway dev server with real HTTP receivers
-(or only the groups named on the command line: plain, activity-error, circuit,
+(or only the groups named on the command line: plain, activity-error, bulk, circuit,
 disable-enable, continue-as-new) and writes each workflow's history to
 `tests/replay/histories/<Type>-<scenario>.json`
 (`SCENARIOS` in `test_replay.py` lists what must be there). Re-record deliberately, when a
@@ -24,6 +24,7 @@ import sysconfig
 import tempfile
 import uuid
 from collections.abc import Awaitable, Callable, Iterable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,7 @@ from tests.integration import settled
 from webhooks.codec import generate_key
 from webhooks.config import Settings
 from webhooks.core import search_attributes as sa
+from webhooks.core.bulk import BulkAction, BulkFilter, BulkProgress, BulkRequest
 from webhooks.core.circuit import (
     CircuitConfig,
     CircuitInput,
@@ -59,6 +61,7 @@ from webhooks.core.models import (
 )
 from webhooks.core.names import CIRCUIT_WORKFLOW
 from webhooks.dev.receiver import Hang, ReceivedRequest, Receiver, Respond, scripted
+from webhooks.ops.bulk import start_bulk
 from webhooks.publisher import WebhookPublisher, build_request
 from webhooks.registry.errors import EndpointNotFoundError
 from webhooks.registry.models import Endpoint, EndpointChanges, NewEndpoint
@@ -81,6 +84,11 @@ CIRCUIT = CircuitConfig(
 BOUND = 120.0
 
 Delivery = WorkflowHandle[WebhookDelivery, DeliveryResult]
+ONCE = RetrySchedule(schedule_seconds=[0], jitter=0, throttled_min_seconds=0)
+
+
+async def _count(client: Client, query: str, expect: int) -> bool:
+    return (await client.count_workflows(query)).count >= expect
 
 
 async def save(name: str, handle: WorkflowHandle[Any, Any]) -> None:
@@ -177,6 +185,27 @@ class Recorder:
     def letter(self, result: DeliveryResult) -> WorkflowHandle[DeadLetter, DeadLetterView]:
         assert result.dead_letter_id is not None
         return self.client.get_workflow_handle_for(DeadLetter.run, result.dead_letter_id)
+
+    async def bulk(self, settings: Settings) -> None:
+        """A bulk job over a filter: counts, signals one batch, finds nothing more."""
+        endpoint = f"ep_{uuid.uuid4().hex[:8]}"
+        async with Receiver(scripted(Respond(500), Respond(500), Respond(500))) as rx:
+            for _ in range(3):
+                failed = await self.deliver(rx.url, endpoint_id=endpoint, retry=ONCE)
+                assert (await failed.result()).state is DeliveryState.DEAD_LETTERED
+            where = BulkFilter(endpoint_id=endpoint)
+            await until(
+                lambda: _count(self.client, where.visibility(datetime.now(UTC)).query(), 3),
+                "three dead letters listed",
+            )
+            job_id = await start_bulk(
+                self.client,
+                settings,
+                BulkRequest(action=BulkAction.REDELIVER, filter=where, per_second=0.1),
+            )
+            job = self.client.get_workflow_handle(job_id, result_type=BulkProgress)
+            assert (await job.result()).signalled == 3
+        await save("BulkDeadLetterAction-redelivered", job)
 
     # -- WebhookDelivery and DeadLetter, no circuit involved -------------------------------
 
@@ -454,7 +483,7 @@ class Recorder:
         await save("EndpointCircuit-after-continue-as-new", latest)
 
 
-GROUPS = ("plain", "activity-error", "circuit", "disable-enable", "continue-as-new")
+GROUPS = ("plain", "activity-error", "bulk", "circuit", "disable-enable", "continue-as-new")
 
 
 async def main(only: set[str]) -> None:
@@ -488,6 +517,8 @@ async def main(only: set[str]) -> None:
                         await recorder.plain()
                     if "activity-error" in only:
                         await recorder.activity_error(settings)
+                    if "bulk" in only:
+                        await recorder.bulk(settings)
                 circuit = settings.model_copy(
                     update={"task_queue": "webhooks-replay-circuit", "circuit": CIRCUIT}
                 )

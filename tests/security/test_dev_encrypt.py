@@ -1,5 +1,5 @@
 """`webhooks dev --encrypt`: a generated local key encrypts the history, and the Web UI is
-wired to a local codec server that decodes it for whoever holds the token."""
+wired to the console's codec endpoint, which decodes it for the signed-in admin."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ from tests.security import BOUND_SECONDS
 from webhooks.config import Settings
 from webhooks.core.models import DeliveryStatus
 from webhooks.dev.demo import run_dev
-from webhooks.dev.devserver import ensure_dev_codec
+from webhooks.dev.devserver import ensure_dev_codec, ensure_dev_console
 from webhooks.publisher import connect
 from workflows.delivery import WebhookDelivery
 
@@ -49,19 +49,23 @@ async def restore_signals() -> AsyncIterator[None]:
         loop.remove_signal_handler(sig)
 
 
-def test_the_local_key_and_token_are_made_once_and_kept(tmp_path: Path) -> None:
-    keys, token = ensure_dev_codec(tmp_path)
+def test_the_local_key_and_console_password_are_made_once_and_kept(tmp_path: Path) -> None:
+    keys = ensure_dev_codec(tmp_path)
     assert keys.read_text().startswith("local:")
-    assert len(token) >= 16
     assert oct(keys.stat().st_mode & 0o777) == "0o600"
-    assert oct((tmp_path / "codec-token").stat().st_mode & 0o777) == "0o600"
-    assert ensure_dev_codec(tmp_path) == (keys, token)
+    assert ensure_dev_codec(tmp_path) == keys
+    password, session_key = ensure_dev_console(tmp_path)
+    assert len(password) >= 16
+    assert len(session_key) >= 32
+    for name in ("console-password", "console-session-key"):
+        assert oct((tmp_path / name).stat().st_mode & 0o777) == "0o600"
+    assert ensure_dev_console(tmp_path) == (password, session_key)
 
 
 async def test_dev_encrypt_runs_the_demo_with_an_encrypted_history(
     tmp_path: Path, restore_signals: None
 ) -> None:
-    port, ui_port, codec_port = free_ports(3)
+    port, ui_port, console_port = free_ports(3)
     output = io.StringIO()
     console = Console(file=output, width=300)
     dev = asyncio.create_task(
@@ -72,7 +76,7 @@ async def test_dev_encrypt_runs_the_demo_with_an_encrypted_history(
             demo=True,
             console=console,
             encrypt=True,
-            codec_port=codec_port,
+            console_port=console_port,
         )
     )
     try:
@@ -80,7 +84,7 @@ async def test_dev_encrypt_runs_the_demo_with_an_encrypted_history(
             while "published" not in output.getvalue():
                 assert not dev.done(), output.getvalue()
                 await asyncio.sleep(0.1)
-        await check(output.getvalue(), tmp_path, port, ui_port, codec_port)
+        await check(output.getvalue(), tmp_path, port, ui_port, console_port)
     finally:
         if "published" in output.getvalue():
             os.kill(os.getpid(), signal.SIGTERM)  # its handler is installed by now
@@ -91,10 +95,12 @@ async def test_dev_encrypt_runs_the_demo_with_an_encrypted_history(
     assert output.getvalue().rstrip().endswith("stopped")
 
 
-async def check(text: str, state_dir: Path, port: int, ui_port: int, codec_port: int) -> None:
+async def check(text: str, state_dir: Path, port: int, ui_port: int, console_port: int) -> None:
     delivery_id = text.split("as delivery ")[1].split()[0]
     keys = state_dir / "codec-keys"
-    token = (state_dir / "codec-token").read_text().strip()
+    password = (state_dir / "console-password").read_text().strip()
+    console = f"http://127.0.0.1:{console_port}"
+    assert f"console on {console}" in text
     assert f"export WEBHOOKS_CODEC_KEYS_FILE={keys}" in text
     # A shell with the key file reads the delivery...
     keyed = await connect(Settings(temporal_address=f"127.0.0.1:{port}", codec_keys_file=keys))
@@ -108,7 +114,7 @@ async def check(text: str, state_dir: Path, port: int, ui_port: int, codec_port:
     assert sealed.metadata["encoding"] == b"binary/encrypted"
     assert b"str_demo" not in sealed.SerializeToString()
     async with httpx.AsyncClient(trust_env=False, timeout=5) as http:
-        # The UI was started pointing at the codec server (token in the path)...
+        # The UI was started pointing at the console's codec endpoint...
         settings_url = f"http://127.0.0.1:{ui_port}/api/v1/settings"
         async with asyncio.timeout(BOUND_SECONDS):
             while True:
@@ -117,16 +123,24 @@ async def check(text: str, state_dir: Path, port: int, ui_port: int, codec_port:
                     if ui.status_code == 200:
                         break
                 await asyncio.sleep(0.2)
-        assert ui.json()["Codec"]["Endpoint"] == f"http://127.0.0.1:{codec_port}/{token}"
-        # ...which decodes for the UI's origin, and for nobody without the token.
+        assert ui.json()["Codec"]["Endpoint"] == f"{console}/codec"
+        # ...which decodes for nobody signed out, and for the signed-in admin from the UI.
         body = {"payloads": [json_format.MessageToDict(sealed)]}
         origin = {"origin": f"http://localhost:{ui_port}"}
-        decoded = await http.post(
-            f"http://127.0.0.1:{codec_port}/{token}/decode", json=body, headers=origin
-        )
+        refused = await http.post(f"{console}/codec/decode", json=body, headers=origin)
+        assert refused.status_code == 401
+        await sign_in(http, console, password)
+        decoded = await http.post(f"{console}/codec/decode", json=body, headers=origin)
         assert decoded.status_code == 200
         assert decoded.headers["access-control-allow-origin"] == origin["origin"]
         [plain] = decoded.json()["payloads"]
         assert b"str_demo" in json_format.ParseDict(plain, Payload()).data
-        refused = await http.post(f"http://127.0.0.1:{codec_port}/decode", json=body)
-        assert refused.status_code == 401
+
+
+async def sign_in(http: httpx.AsyncClient, console: str, password: str) -> None:
+    form = await http.get(f"{console}/login")
+    csrf = form.text.split('name="csrf_token" value="')[1].split('"')[0]
+    signed = await http.post(
+        f"{console}/login", data={"username": "admin", "password": password, "csrf_token": csrf}
+    )
+    assert signed.status_code == 303

@@ -1,6 +1,6 @@
 """With the codec on, Temporal's histories hold neither the signing secret nor the event's
 content, as anyone with access to the server (or its database, or the UI) would see them;
-an operator with the token sees them decoded through the codec server."""
+an admin with an API token sees them decoded through the console's codec endpoint."""
 
 from __future__ import annotations
 
@@ -22,13 +22,16 @@ from tests.security import BOUND_SECONDS, fast, unique
 from webhooks.codec import codec_from_settings, generate_key
 from webhooks.config import Settings
 from webhooks.core.models import DeliveryResult, DeliveryState
+from webhooks.core.roles import Role
 from webhooks.dev.receiver import Receiver, Respond, scripted
 from webhooks.publisher import data_converter
-from webhooks.server.codec_server import CodecServer
+from webhooks.server.app import serve_console
+from webhooks.server.auth import new_token
+from webhooks.server.settings import ConsoleSettings, TokenConfig
 from worker import running_worker
 from workflows.delivery import WebhookDelivery
 
-TOKEN = "history-codec-token-0123456789"
+TOKEN, TOKEN_HASH = new_token()
 KEY = base64.b64decode(SECRET.removeprefix("whsec_"))
 SECRET_FORMS = [SECRET, SECRET.removeprefix("whsec_"), KEY.decode("latin-1"), KEY.hex()]
 """The secret as configured, its base64 and its raw key bytes (as text and as hex)."""
@@ -137,12 +140,26 @@ async def test_histories_hold_neither_secret_nor_payload_while_the_codec_is_on(
             for hidden in (marker, reply, "customer-visible content", *secret_forms):
                 assert hidden not in seen  # ...and it is opaque
 
-    # Control: the same dump through the codec server, with the token, shows the content,
-    # so the checks above would have found it had it been stored in the clear.
-    codec = codec_from_settings(codec_settings)
-    assert codec is not None
-    async with CodecServer(codec, TOKEN, port=0) as server:
-        auth = ["--codec-endpoint", server.url, "--codec-auth", f"Bearer {TOKEN}"]
+    # Control: the same dump through the console's codec endpoint, with an admin's token,
+    # shows the content, so the checks above would have found it had it been in the clear.
+    assert codec_from_settings(codec_settings) is not None
+    console = ConsoleSettings(
+        tokens=[TokenConfig(name="history-test", token_hash=TOKEN_HASH, role=Role.ADMIN)]
+    )
+    stop, ready, said = asyncio.Event(), asyncio.Event(), list[str]()
+
+    def announce(message: str) -> None:
+        said.append(message)
+        ready.set()
+
+    serving = asyncio.create_task(
+        serve_console(codec_settings, console, stop, port=0, announce=announce, client=codec_client)
+    )
+    try:
+        async with asyncio.timeout(BOUND_SECONDS):
+            await ready.wait()
+        endpoint = said[0].split()[-1] + "/codec"
+        auth = ["--codec-endpoint", endpoint, "--codec-auth", f"Bearer {TOKEN}"]
         for workflow_id in ids:
             decoded = readable(await asyncio.to_thread(show, codec_client, workflow_id, *auth))
             assert marker in decoded
@@ -152,6 +169,9 @@ async def test_histories_hold_neither_secret_nor_payload_while_the_codec_is_on(
             await asyncio.to_thread(show, codec_client, dead.dead_letter_id, *auth)
         )
         assert reply in dead_letter  # attempt excerpts travel with the dead letter
+    finally:
+        stop.set()
+        await serving
 
 
 async def test_a_malformed_input_s_validation_message_is_encrypted_too(

@@ -16,6 +16,7 @@ from typing import Annotated
 import typer
 
 from webhooks.cli.circuit import circuit_app
+from webhooks.cli.console import console_app
 from webhooks.cli.db import db_app
 from webhooks.cli.dlq import dlq_app
 from webhooks.cli.endpoint import endpoint_app
@@ -44,6 +45,7 @@ app = typer.Typer(
 )
 app.add_typer(dlq_app, name="dlq")
 app.add_typer(circuit_app, name="circuit")
+app.add_typer(console_app, name="console")
 app.add_typer(endpoint_app, name="endpoint")
 app.add_typer(db_app, name="db")
 
@@ -216,7 +218,7 @@ def dev(
     encrypt: Annotated[
         bool, typer.Option(help="Encrypt history with a generated local key; UI decodes it.")
     ] = False,
-    codec_port: Annotated[int, typer.Option(help="Codec server port (with --encrypt).")] = 8081,
+    console_port: Annotated[int, typer.Option(help="Console (and codec endpoint) port.")] = 8080,
 ) -> None:
     """Run the Temporal dev server (SQLite, Web UI) and a worker; Ctrl-C stops both."""
     from webhooks.dev.demo import run_dev
@@ -229,34 +231,9 @@ def dev(
             demo=demo,
             console=out,
             encrypt=encrypt,
-            codec_port=codec_port,
+            console_port=console_port,
         )
     )
-
-
-@app.command("codec-server")
-def codec_server(
-    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8081,
-    origin: Annotated[
-        list[str] | None, typer.Option(help="Web UI origin allowed by CORS (repeatable).")
-    ] = None,
-) -> None:
-    """Decode encrypted payloads for the Temporal UI/CLI (needs WEBHOOKS_CODEC_SERVER_TOKEN)."""
-    from webhooks.server.codec_server import DEFAULT_ORIGINS, serve_codec
-
-    def announce(message: str) -> None:
-        out.print(message, highlight=False)
-
-    async def main() -> None:
-        settings, origins = Settings(), origin or DEFAULT_ORIGINS
-        await serve_until_stopped(
-            lambda stop: serve_codec(
-                settings, stop, host=host, port=port, origins=origins, announce=announce
-            )
-        )
-
-    run(main())
 
 
 @app.command()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import getpass
 from datetime import UTC, datetime
 from typing import Annotated
@@ -24,6 +25,7 @@ from webhooks.cli.output import (
     when,
 )
 from webhooks.config import Settings
+from webhooks.core.bulk import BulkAction, BulkFilter, BulkProgress, BulkRequest
 from webhooks.core.models import (
     DeadLetterReason,
     DeadLetterState,
@@ -31,6 +33,7 @@ from webhooks.core.models import (
     DiscardRequest,
     RedeliverRequest,
 )
+from webhooks.ops.bulk import job_progress, start_bulk
 from webhooks.ops.dead_letters import (
     BulkSummary,
     DeadLetterFilter,
@@ -188,8 +191,13 @@ def _act(
     per_second: float,
     dry_run: bool,
     as_json: bool,
+    job: bool = False,
+    detach: bool = False,
 ) -> None:
     """One dead letter by id, or every open one that matches the filters, rate-limited."""
+    if job and dead_letter_id is None and not dry_run:
+        _run_job(signal, arg, where, per_second=per_second, as_json=as_json, detach=detach)
+        return
 
     async def main() -> tuple[list[str], BulkSummary | None]:
         # Inside `run` so that it prints as a usage error (exit 2), not a traceback.
@@ -234,6 +242,67 @@ def _act(
         raise typer.Exit(1)
 
 
+def _run_job(
+    signal: str,
+    arg: RedeliverRequest | DiscardRequest,
+    where: DeadLetterFilter,
+    *,
+    per_second: float,
+    as_json: bool,
+    detach: bool,
+) -> None:
+    """Start a `BulkDeadLetterAction` job (the console's bulk action) and follow it."""
+
+    async def main() -> tuple[str, BulkProgress | None]:
+        if where == DeadLetterFilter():
+            raise CliError("name at least one filter such as --endpoint")
+        settings = Settings()
+        client = await temporal_client(settings)
+        request = BulkRequest(
+            action=BulkAction(signal),
+            filter=BulkFilter(
+                endpoint_id=where.endpoint_id,
+                event_type=where.event_type,
+                reason=where.reason,
+                since=where.since,
+                until=where.until,
+            ),
+            per_second=per_second,
+            requested_by=arg.requested_by,
+            note=arg.reason if isinstance(arg, DiscardRequest) else "",
+        )
+        job_id = await start_bulk(client, settings, request)
+        if detach:
+            return job_id, None
+        handle = client.get_workflow_handle(job_id, result_type=BulkProgress)
+        with Progress(console=err, transient=True, disable=as_json) as bar:
+            task = bar.add_task(f"{signal} ({job_id})", total=None)
+            result = asyncio.ensure_future(handle.result())
+            while not result.done():
+                await asyncio.wait({result}, timeout=1)
+                progress = await job_progress(client, job_id)
+                bar.update(task, total=progress.total, completed=progress.handled)
+        return job_id, result.result()
+
+    job_id, progress = run(main())
+    if progress is None:
+        if as_json:
+            print_json({"job_id": job_id})
+        else:
+            out.print(f"started bulk job {job_id}; follow it in the console", highlight=False)
+        return
+    if as_json:
+        print_json({"job_id": job_id, "progress": progress})
+    else:
+        out.print(
+            f"{signal} job {job_id}: {progress.signalled} signalled, "
+            f"{progress.already_closed} already closed, {progress.failed} failed",
+            highlight=False,
+        )
+    if progress.failed:
+        raise typer.Exit(1)
+
+
 async def _targets(
     client: Client, dead_letter_id: str | None, where: DeadLetterFilter
 ) -> list[str]:
@@ -247,6 +316,15 @@ Rate = Annotated[
     float, typer.Option(min=0.1, help="At most this many per second (protects the endpoint).")
 ]
 DryRun = Annotated[bool, typer.Option(help="Only show what would be done.")]
+Job = Annotated[
+    bool,
+    typer.Option(
+        "--job",
+        help="Run as a durable bulk job in the worker (survives this shell; the console's "
+        "bulk action), and follow its progress.",
+    ),
+]
+Detach = Annotated[bool, typer.Option(help="With --job: print the job id and return.")]
 By = Annotated[str, typer.Option(help="Who is asking (default: your user name).")]
 
 
@@ -260,6 +338,8 @@ def redeliver(
     until: Until = None,
     rate: Rate = 10.0,
     dry_run: DryRun = False,
+    job: Job = False,
+    detach: Detach = False,
     by: By = "",
     as_json: JsonFlag = False,
 ) -> None:
@@ -272,6 +352,8 @@ def redeliver(
         per_second=rate,
         dry_run=dry_run,
         as_json=as_json,
+        job=job,
+        detach=detach,
     )
 
 
@@ -286,6 +368,8 @@ def discard(
     note: Annotated[str, typer.Option(help="Why (recorded on the dead letter).")] = "",
     rate: Rate = 50.0,
     dry_run: DryRun = False,
+    job: Job = False,
+    detach: Detach = False,
     by: By = "",
     as_json: JsonFlag = False,
 ) -> None:
@@ -298,4 +382,6 @@ def discard(
         per_second=rate,
         dry_run=dry_run,
         as_json=as_json,
+        job=job,
+        detach=detach,
     )

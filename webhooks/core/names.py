@@ -8,5 +8,7 @@ from __future__ import annotations
 DELIVERY_WORKFLOW = "WebhookDelivery"
 DEAD_LETTER_WORKFLOW = "DeadLetter"
 CIRCUIT_WORKFLOW = "EndpointCircuit"
+BULK_WORKFLOW = "BulkDeadLetterAction"
+"""Bulk redeliver/discard over a filter; runs on the control task queue."""
 
 DEFAULT_TASK_QUEUE = "webhooks"

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Sequence
-from contextlib import AsyncExitStack
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -18,17 +17,24 @@ from typing import Any
 from rich.console import Console
 from temporalio.client import Client
 
-from webhooks.codec import EncryptionCodec
 from webhooks.config import Settings
 from webhooks.core.models import DeliveryResult, RetrySchedule
+from webhooks.core.roles import Role
 from webhooks.core.signing import sign
-from webhooks.dev.devserver import dev_server, ensure_dev_codec, ensure_dev_secret_keys
+from webhooks.dev.devserver import (
+    dev_server,
+    ensure_dev_codec,
+    ensure_dev_console,
+    ensure_dev_secret_keys,
+)
 from webhooks.dev.receiver import Behavior, Drop, ReceivedRequest, Receiver, Respond, scripted
 from webhooks.publisher import WebhookPublisher, connect
 from webhooks.registry.errors import EndpointNotFoundError
 from webhooks.registry.models import EndpointChanges, EndpointState, NewEndpoint
 from webhooks.registry.service import EndpointRegistry, open_registry
-from webhooks.server.codec_server import CodecServer
+from webhooks.server.app import serve_console
+from webhooks.server.auth import hash_password
+from webhooks.server.settings import ConsoleSettings, UserConfig
 
 DEMO_SCHEDULE = RetrySchedule(
     schedule_seconds=[0, 2, 4, 8, 16], jitter=0.2, throttled_min_seconds=0
@@ -73,30 +79,27 @@ async def run_dev(
     demo: bool,
     console: Console,
     encrypt: bool = False,
-    codec_port: int = 8081,
+    console_port: int = 8080,
 ) -> None:
     from webhooks.cli.output import serve_until_stopped
     from worker import run_worker
 
     codec: dict[str, Any] = {}
     ui_codec: list[str] = []
-    codec_server: CodecServer | None = None
     if encrypt:
-        # A generated local key, and the UI pointed at a local codec server holding it.
-        keys_file, token = ensure_dev_codec(state_dir)
-        codec = {"codec_keys": None, "codec_keys_file": keys_file, "codec_server_token": token}
-        ui_codec = ["--ui-codec-endpoint", f"http://127.0.0.1:{codec_port}/{token}"]
-        codec_server = CodecServer(
-            EncryptionCodec.from_text(keys_file.read_text(), str(keys_file)),
-            token,
-            port=codec_port,
-            origins=(f"http://localhost:{ui_port}", f"http://127.0.0.1:{ui_port}"),
-        )
+        # A generated local key; the UI decodes through the console, which holds it.
+        codec = {"codec_keys": None, "codec_keys_file": ensure_dev_codec(state_dir)}
+        ui_codec = ["--ui-codec-endpoint", f"http://127.0.0.1:{console_port}/codec"]
+    password, session_key = ensure_dev_console(state_dir)
+    console_settings = ConsoleSettings(
+        users=[UserConfig(name="admin", password_hash=hash_password(password), role=Role.ADMIN)],
+        session_secret=session_key,
+        codec_origins=(f"http://localhost:{ui_port}", f"http://127.0.0.1:{ui_port}"),
+    )
     settings = dev_settings(state_dir, port, **codec)
     async with (
         dev_server(state_dir, port=port, ui_port=ui_port, extra=ui_codec) as address,
         open_registry(settings, migrate=True) as registry,
-        AsyncExitStack() as stack,
     ):
         client = await connect(settings)
         keys_env = (
@@ -112,20 +115,43 @@ async def run_dev(
             f"other shells need: {keys_env}; export WEBHOOKS_ALLOW_PRIVATE_DESTINATIONS=true",
             highlight=False,
         )
-        if codec_server is not None:
-            await stack.enter_async_context(codec_server)
+        if encrypt:
             console.print(
                 f"history encrypted (key file {settings.codec_keys_file}); the Web UI decodes "
-                f"through the codec server on {codec_server.url}\n"
+                f"through the console's /codec (sign in to the console first)\n"
                 f"other shells need: export WEBHOOKS_CODEC_KEYS_FILE={settings.codec_keys_file}",
                 highlight=False,
             )
 
         async def serve(stop: asyncio.Event) -> None:
             worker = asyncio.create_task(run_worker(client, settings, stop))
+            ready = asyncio.Event()
+
+            def announce(message: str) -> None:
+                console.print(
+                    f"{message}  (user admin, password in {state_dir / 'console-password'})",
+                    highlight=False,
+                )
+                ready.set()
+
+            web = asyncio.create_task(
+                serve_console(
+                    settings,
+                    console_settings,
+                    stop,
+                    port=console_port,
+                    announce=announce,
+                    client=client,
+                )
+            )
+            await asyncio.wait(
+                {web, asyncio.ensure_future(ready.wait())}, return_when=asyncio.FIRST_COMPLETED
+            )
+            if web.done():
+                await web  # could not start: say why
             if demo:
                 await _demo(client, settings.task_queue, registry, console, stop)
-            await worker
+            await asyncio.gather(worker, web)
 
         await serve_until_stopped(serve)
     console.print("stopped", highlight=False)

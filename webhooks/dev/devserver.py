@@ -46,18 +46,31 @@ def ensure_dev_secret_keys(state_dir: Path) -> Path:
     return path
 
 
-def ensure_dev_codec(state_dir: Path) -> tuple[Path, str]:
-    """A local history key (`codec-keys`) and codec server token (`codec-token`), created
-    once and kept, so the encrypted history stays readable across restarts."""
+def _ensure_private(path: Path, content: str) -> str:
+    """A file only its owner reads, created once and kept; returns its content."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.exists():
+        path.write_text(content + "\n")
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+def ensure_dev_codec(state_dir: Path) -> Path:
+    """A local history key (`codec-keys`), created once and kept, so the encrypted history
+    stays readable across restarts."""
     from webhooks.codec import generate_key
 
-    state_dir.mkdir(parents=True, exist_ok=True)
-    keys, token = state_dir / "codec-keys", state_dir / "codec-token"
-    for path, content in ((keys, f"local:{generate_key()}"), (token, secrets.token_urlsafe(24))):
-        if not path.exists():
-            path.write_text(content + "\n")
-            path.chmod(0o600)
-    return keys, token.read_text().strip()
+    keys = state_dir / "codec-keys"
+    _ensure_private(keys, f"local:{generate_key()}")
+    return keys
+
+
+def ensure_dev_console(state_dir: Path) -> tuple[str, str]:
+    """The dev console's `admin` password (`console-password`) and session key
+    (`console-session-key`), created once and kept: (password, session key)."""
+    password = _ensure_private(state_dir / "console-password", secrets.token_urlsafe(12))
+    key = _ensure_private(state_dir / "console-session-key", secrets.token_urlsafe(32))
+    return password, key
 
 
 def dev_server_command(

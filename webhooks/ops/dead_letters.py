@@ -14,42 +14,23 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from temporalio.client import Client, RPCError
+from temporalio.client import Client, RPCError, WorkflowExecution
 from temporalio.service import RPCStatusCode
 
 from webhooks.core import search_attributes as sa
-from webhooks.core.models import DeadLetterReason, DeadLetterState
+from webhooks.core.filters import DeadLetterFilter
+from webhooks.core.models import (
+    DeadLetterReason,
+    DeadLetterState,
+    DeadLetterView,
+    DiscardRequest,
+    RedeliverRequest,
+)
 from webhooks.core.names import DEAD_LETTER_WORKFLOW
-from webhooks.core.visibility import quote
+from webhooks.ops.errors import ConflictError, ensure_type
+from webhooks.ops.paging import Page, fetch_page
 
-
-@dataclass(frozen=True)
-class DeadLetterFilter:
-    """Which dead letters: all filters are ANDed; `state` None means every state."""
-
-    endpoint_id: str | None = None
-    event_type: str | None = None
-    reason: DeadLetterReason | None = None
-    since: datetime | None = None
-    until: datetime | None = None
-    state: DeadLetterState | None = DeadLetterState.OPEN
-
-    def query(self) -> str:
-        """The visibility query, usable as is with `temporal workflow list --query`."""
-        clauses = [f"WorkflowType={quote(DEAD_LETTER_WORKFLOW)}"]
-        if self.state is not None:
-            clauses.append(f"{sa.STATUS.name}={quote(self.state.value)}")
-        if self.endpoint_id:
-            clauses.append(f"{sa.ENDPOINT_ID.name}={quote(self.endpoint_id)}")
-        if self.event_type:
-            clauses.append(f"{sa.EVENT_TYPE.name}={quote(self.event_type)}")
-        if self.reason:
-            clauses.append(f"{sa.DEAD_LETTER_REASON.name}={quote(self.reason.value)}")
-        if self.since:
-            clauses.append(f"StartTime>={quote(self.since.isoformat())}")
-        if self.until:
-            clauses.append(f"StartTime<{quote(self.until.isoformat())}")
-        return " AND ".join(clauses)
+__all__ = ["DeadLetterFilter", "DeadLetterRow"]
 
 
 @dataclass(frozen=True)
@@ -65,20 +46,7 @@ class DeadLetterRow:
 async def list_dead_letters(
     client: Client, where: DeadLetterFilter, limit: int | None = None
 ) -> list[DeadLetterRow]:
-    rows: list[DeadLetterRow] = []
-    async for wf in client.list_workflows(where.query(), limit=limit):
-        attrs = wf.typed_search_attributes
-        rows.append(
-            DeadLetterRow(
-                dead_letter_id=wf.id,
-                endpoint_id=attrs.get(sa.ENDPOINT_ID),
-                event_type=attrs.get(sa.EVENT_TYPE),
-                reason=attrs.get(sa.DEAD_LETTER_REASON),
-                state=attrs.get(sa.STATUS),
-                dead_lettered_at=wf.start_time,
-            )
-        )
-    return rows
+    return [_row(wf) async for wf in client.list_workflows(where.query(), limit=limit)]
 
 
 def count_by_reason(rows: list[DeadLetterRow]) -> dict[str, int]:
@@ -147,3 +115,46 @@ async def signal_each(
                 summary.failed[workflow_id] = err.message
         on_done(workflow_id)
     return summary
+
+
+def _row(wf: WorkflowExecution) -> DeadLetterRow:
+    attrs = wf.typed_search_attributes
+    return DeadLetterRow(
+        dead_letter_id=wf.id,
+        endpoint_id=attrs.get(sa.ENDPOINT_ID),
+        event_type=attrs.get(sa.EVENT_TYPE),
+        reason=attrs.get(sa.DEAD_LETTER_REASON),
+        state=attrs.get(sa.STATUS),
+        dead_lettered_at=wf.start_time,
+    )
+
+
+async def dead_letter_page(
+    client: Client, where: DeadLetterFilter, *, page_size: int = 50, cursor: str | None = None
+) -> Page[DeadLetterRow]:
+    return await fetch_page(client, where.query(), _row, page_size=page_size, cursor=cursor)
+
+
+async def get_dead_letter(client: Client, dead_letter_id: str) -> DeadLetterView:
+    """The dead letter's `entry` query; `NotFoundError` when there is no such dead letter."""
+    handle = client.get_workflow_handle(dead_letter_id)
+    await ensure_type(handle, DEAD_LETTER_WORKFLOW, "dead letter")
+    view: DeadLetterView = await handle.query("entry", result_type=DeadLetterView)
+    return view
+
+
+async def act_on(
+    client: Client, dead_letter_id: str, request: RedeliverRequest | DiscardRequest
+) -> DeadLetterView:
+    """Redeliver or discard one dead letter; `ConflictError` if it is no longer open."""
+    view = await get_dead_letter(client, dead_letter_id)
+    if view.state is not DeadLetterState.OPEN:
+        raise ConflictError(f"dead letter {dead_letter_id!r} is already {view.state.value}")
+    signal = "redeliver" if isinstance(request, RedeliverRequest) else "discard"
+    try:
+        await client.get_workflow_handle(dead_letter_id).signal(signal, request)
+    except RPCError as err:
+        if err.status == RPCStatusCode.NOT_FOUND:
+            raise ConflictError(f"dead letter {dead_letter_id!r} closed meanwhile") from None
+        raise
+    return view

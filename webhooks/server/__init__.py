@@ -1,3 +1,4 @@
-"""What serves HTTP to people and other systems: the codec server (and the console and
-API to come). May import anything below it; the worker and publisher never import it.
+"""What serves HTTP to people and other systems: the operator console, the management API
+under `/api/v1` and the codec endpoint for the Temporal UI (`webhooks console`). May import
+anything below it; the worker and publisher never import it.
 """
