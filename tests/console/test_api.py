@@ -48,7 +48,7 @@ async def test_dead_letters_list_filter_paginate_get_and_redeliver(
         assert {i["reason"] for i in page["items"]} == {"exhausted"}
 
         viewer_view = await http.get(f"/api/v1/dead-letters/{ids[0]}", headers=VIEWER)
-        assert viewer_view.status_code == 200
+        assert viewer_view.status_code == 200, viewer_view.text
         assert viewer_view.json()["body"] is None  # no payloads for viewers
         assert viewer_view.json()["attempts"][0]["response_excerpt"] == "down"
         admin_view = await http.get(f"/api/v1/dead-letters/{ids[0]}", headers=ADMIN)
@@ -116,7 +116,7 @@ async def test_deliveries_list_get_and_retry(
         assert row["delivery_id"] == delivery_id
         detail = (await http.get(f"/api/v1/deliveries/{delivery_id}", headers=VIEWER)).json()
         assert detail["running"] is True
-        assert detail["request"]["url"] == rx.url
+        assert detail["request"]["url"] is None  # the endpoint's URL lives in the registry
         assert detail["request"]["body"] is None
         retried = await http.post(f"/api/v1/deliveries/{delivery_id}/retry", headers=OPERATOR)
         assert retried.status_code == 202

@@ -79,7 +79,10 @@ class DeliveryList(BaseModel):
 
 class DeliveryRequestOut(BaseModel):
     event_id: str
-    url: str
+    url: str | None = Field(
+        description="Only for deliveries started before the registry; others send to their "
+        "endpoint's current URL (`GET /api/v1/endpoints/{endpoint_id}`)."
+    )
     published_at: datetime
     generation: int
     body: str | None = Field(description="The payload; only for roles allowed to see payloads.")
@@ -121,7 +124,10 @@ class DeadLetterOut(BaseModel):
     endpoint_id: str
     event_type: str
     event_id: str
-    url: str
+    url: str | None = Field(
+        description="Only for deliveries started before the registry; others send to their "
+        "endpoint's current URL (`GET /api/v1/endpoints/{endpoint_id}`)."
+    )
     attempts: list[Attempt]
     acted_by: str | None
     acted_at: datetime | None
