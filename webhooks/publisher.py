@@ -35,6 +35,7 @@ from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 
 from webhooks.codec import codec_from_settings
 from webhooks.config import Settings
+from webhooks.core import metrics
 from webhooks.core import search_attributes as sa
 from webhooks.core.events import validate_event_data
 from webhooks.core.ids import delivery_id as make_delivery_id
@@ -68,10 +69,14 @@ async def connect(settings: Settings) -> Client:
 
 @functools.cache
 def metrics_runtime(bind_address: str | None) -> Runtime | None:
-    """One runtime per process serving Prometheus metrics (SDK and product counters)."""
+    """One runtime per process serving Prometheus metrics (SDK and product metrics); the
+    product's histograms get buckets in seconds (the runtime's defaults are milliseconds)."""
     if not bind_address:
         return None
-    return Runtime(telemetry=TelemetryConfig(metrics=PrometheusConfig(bind_address=bind_address)))
+    prometheus = PrometheusConfig(
+        bind_address=bind_address, histogram_bucket_overrides=metrics.BUCKETS
+    )
+    return Runtime(telemetry=TelemetryConfig(metrics=prometheus))
 
 
 def event_body(event_id: str, event_type: str, timestamp: datetime, data: Any) -> str:

@@ -12,10 +12,16 @@ from datetime import timedelta
 
 from pydantic import ValidationError
 from temporalio import workflow
-from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
+from temporalio.common import (
+    MetricCounter,
+    SearchAttributePair,
+    TypedSearchAttributes,
+    WorkflowIDReusePolicy,
+)
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
 with workflow.unsafe.imports_passed_through():
+    from webhooks.core import metrics
     from webhooks.core import search_attributes as sa
     from webhooks.core.models import (
         DeadLetterEntry,
@@ -46,9 +52,7 @@ class DeadLetter:
     @workflow.run
     async def run(self, entry: DeadLetterEntry) -> DeadLetterView:
         # Counters (not emitted on replay): open dead letters = opened - closed, per reason.
-        workflow.metric_meter().create_counter(
-            "webhooks_dead_letters_opened", "Dead letters opened", "1"
-        ).add(1, {"reason": entry.reason.value})
+        _counter(metrics.DEAD_LETTERS_OPENED).add(1, {"reason": entry.reason.value})
         try:
             await workflow.wait_condition(
                 lambda: self._acted,
@@ -134,7 +138,12 @@ class DeadLetter:
             update={"state": state, "acted_by": by, "acted_at": workflow.now(), "note": note}
         )
         workflow.upsert_search_attributes([sa.STATUS.value_set(state.value)])
-        workflow.metric_meter().create_counter(
-            "webhooks_dead_letters_closed", "Dead letters closed", "1"
-        ).add(1, {"reason": self._view.entry.reason.value, "state": state.value})
+        _counter(metrics.DEAD_LETTERS_CLOSED).add(
+            1, {"reason": self._view.entry.reason.value, "state": state.value}
+        )
         return self._view
+
+
+def _counter(metric: metrics.Metric) -> MetricCounter:
+    """A replay-safe counter from the workflow's meter (not emitted again on replay)."""
+    return workflow.metric_meter().create_counter(metric.name, metric.description, metric.unit)

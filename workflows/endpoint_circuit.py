@@ -17,6 +17,7 @@ from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
     from activities.circuit_view import CircuitActivities
+    from webhooks.core import metrics
     from webhooks.core import search_attributes as sa
     from webhooks.core.circuit import (
         Circuit,
@@ -151,8 +152,9 @@ class EndpointCircuit:
         workflow.logger.warning(
             "endpoint %s circuit %s -> %s", self._input.endpoint_id, old.value, new.value
         )
+        transitions = metrics.CIRCUIT_TRANSITIONS
         workflow.metric_meter().create_counter(
-            "webhooks_circuit_transitions", "Circuit phase changes", "1"
+            transitions.name, transitions.description, transitions.unit
         ).add(1, {"to": new.value})
         if new in (CircuitPhase.CLOSED, CircuitPhase.DISABLED):
             # Waiting deliveries go now: to the endpoint when it recovered, to the
