@@ -17,12 +17,13 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 
-FOUNDATION = ("webhooks.config", "webhooks.codec", "webhooks.secrets")
+FOUNDATION = ("webhooks.config", "webhooks.codec", "webhooks.secrets", "webhooks.logs")
 """Settings and plumbing that workers and publishers share; they sit just above core."""
 
 LAYERS: dict[str, tuple[str, ...]] = {
     "webhooks.core": ("webhooks.core",),
     **dict.fromkeys(FOUNDATION, ("webhooks.core", *FOUNDATION)),
+    "webhooks.logs": ("webhooks.core", "webhooks.config"),
     "activities": ("webhooks.core", *FOUNDATION, "activities"),
     "workflows": ("webhooks.core", "activities", "workflows"),
     "webhooks.publisher": ("webhooks.core", *FOUNDATION),
@@ -109,6 +110,7 @@ def test_every_module_has_a_layer() -> None:
         ("worker", "from webhooks.cli import app"),
         ("webhooks.ops.dead_letters", "from webhooks.server import codec_server"),
         ("webhooks.config", "from webhooks.publisher import connect"),
+        ("webhooks.logs", "from webhooks.codec import PayloadCodec"),
     ],
 )
 def test_a_forbidden_import_is_caught(module: str, source: str) -> None:
@@ -123,6 +125,7 @@ def test_a_forbidden_import_is_caught(module: str, source: str) -> None:
         ("webhooks.cli.app", "from worker import run_worker"),
         ("webhooks.dev.demo", "from webhooks.cli.output import out"),
         ("webhooks.core.policy", "import httpx"),
+        ("worker", "from webhooks.logs import configure_logging"),
     ],
 )
 def test_an_allowed_import_passes(module: str, source: str) -> None:

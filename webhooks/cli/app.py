@@ -6,11 +6,13 @@ renders the answer as a table or, with `--json`, as JSON.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 from typing import Annotated
 
 import typer
+from pydantic import ValidationError
 
 from webhooks.cli.circuit import circuit_app
 from webhooks.cli.dlq import dlq_app
@@ -29,11 +31,21 @@ from webhooks.cli.output import (
 )
 from webhooks.config import Settings
 from webhooks.core.models import Attempt, DeliveryRequest, DeliveryStatus, RetrySchedule
+from webhooks.logs import configure_logging
 from webhooks.publisher import WebhookPublisher, build_request
 
 app = typer.Typer(
     no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False, help=__doc__
 )
+
+
+@app.callback()
+def _configure() -> None:
+    # Logs (WEBHOOKS_LOG_FORMAT, WEBHOOKS_LOG_LEVEL) go to stderr; stdout stays the output.
+    with contextlib.suppress(ValidationError):  # the command itself reports bad settings
+        configure_logging(Settings())
+
+
 app.add_typer(dlq_app, name="dlq")
 app.add_typer(circuit_app, name="circuit")
 
