@@ -22,8 +22,10 @@ from temporalio.worker import Worker
 from activities.circuit_view import CircuitActivities, CircuitView
 from activities.safe_transport import DestinationPolicy
 from activities.send import SendActivities, new_http_client
+from activities.tracing import AttemptSpans, instrument
 from webhooks.config import Settings
 from webhooks.core import search_attributes as sa
+from webhooks.tracing import tracer_of
 from workflows.dead_letter import DeadLetter
 from workflows.delivery import WebhookDelivery
 from workflows.endpoint_circuit import EndpointCircuit
@@ -81,6 +83,9 @@ async def running_worker(client: Client, settings: Settings) -> AsyncIterator[Wo
             else nullcontext()
         ) as view,
     ):
+        tracer = tracer_of(client)
+        if tracer is not None:
+            instrument(http, send_traceparent=settings.send_traceparent)
         sender = SendActivities(
             http,
             settings.secret_store(),
@@ -93,6 +98,8 @@ async def running_worker(client: Client, settings: Settings) -> AsyncIterator[Wo
             task_queue=settings.task_queue,
             workflows=[WebhookDelivery, DeadLetter, EndpointCircuit],
             activities=[sender.send_webhook, CircuitActivities(client).wake_deliveries],
+            # Temporal's TracingInterceptor comes from the client; this adds the attempt span.
+            interceptors=[AttemptSpans(tracer)] if tracer is not None else [],
         )
         async with worker:
             log.info("worker polling task queue %r", settings.task_queue)

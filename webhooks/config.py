@@ -47,6 +47,8 @@ class Settings(BaseSettings):
     max_connections: int = Field(default=200, ge=1)
     metrics_bind_address: str | None = None
     """Serve Prometheus metrics on this `host:port` (e.g. `0.0.0.0:9464`)."""
+    send_traceparent: bool = False
+    """With tracing on, send customers a W3C `traceparent` header on every attempt."""
     log_format: Literal["text", "json"] = "text"
     """`json`: one JSON object per line with the delivery's fields (webhooks/logs.py)."""
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

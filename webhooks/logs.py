@@ -100,12 +100,23 @@ def _plain(value: Any) -> Any:
     return str(value)
 
 
+class _Stderr(logging.StreamHandler[TextIO]):
+    """Writes to whatever `sys.stderr` is at the time (test runners swap it)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.stream = sys.stderr
+        super().emit(record)
+
+
 def configure_logging(settings: Settings, stream: TextIO | None = None) -> logging.Handler:
-    """Install one handler on the root logger for the chosen format (idempotent)."""
+    """Install one handler on the root logger for the chosen format (idempotent); it writes
+    to `stream`, by default standard error."""
     root = logging.getLogger()
     for old in [h for h in root.handlers if getattr(h, "_webhooks", False)]:
         root.removeHandler(old)
-    handler = logging.StreamHandler(stream or sys.stderr)
+    handler: logging.StreamHandler[TextIO] = (
+        logging.StreamHandler(stream) if stream is not None else _Stderr()
+    )
     handler._webhooks = True  # type: ignore[attr-defined]
     as_json = settings.log_format == "json"
     handler.setFormatter(

@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
+from opentelemetry.trace import SpanKind
 from pydantic import BaseModel
 from temporalio.client import Client
 from temporalio.common import (
@@ -42,6 +43,7 @@ from webhooks.core.ids import delivery_id as make_delivery_id
 from webhooks.core.models import DeliveryOptions, DeliveryRequest, DeliveryState, RetrySchedule
 from webhooks.core.names import DEFAULT_TASK_QUEUE, DELIVERY_WORKFLOW
 from webhooks.secrets import FileSecretStore
+from webhooks.tracing import client_interceptors, tracer_of
 
 
 def data_converter(settings: Settings) -> DataConverter:
@@ -58,12 +60,14 @@ def data_converter(settings: Settings) -> DataConverter:
 
 
 async def connect(settings: Settings) -> Client:
-    """A client with the data converter every worker and publisher must share."""
+    """A client with the data converter every worker and publisher must share, traced
+    when the OTEL_* variables turn tracing on (`webhooks.tracing`)."""
     return await Client.connect(
         settings.temporal_address,
         namespace=settings.temporal_namespace,
         data_converter=data_converter(settings),
         runtime=metrics_runtime(settings.metrics_bind_address),
+        interceptors=client_interceptors(),
     )
 
 
@@ -152,6 +156,7 @@ class WebhookPublisher:
         self._task_queue = task_queue
         self._secrets = secrets
         self._require_https = require_https
+        self._tracer = tracer_of(client)
 
     async def publish(self, **event: Any) -> str:
         """Validate, then start the delivery; returns its delivery id (the workflow id)."""
@@ -160,6 +165,22 @@ class WebhookPublisher:
 
     async def start(self, request: DeliveryRequest) -> str:
         """Start (or find) the delivery of an already-built request."""
+        if self._tracer is None:
+            return await self._start(request)
+        # The root of the delivery's trace: the workflow and every attempt hang below it.
+        with self._tracer.start_as_current_span(
+            "webhooks.publish",
+            kind=SpanKind.PRODUCER,
+            attributes={
+                "webhooks.delivery_id": request.delivery_id,
+                "webhooks.endpoint_id": request.endpoint_id,
+                "webhooks.event_id": request.event_id,
+                "webhooks.event_type": request.event_type,
+            },
+        ):
+            return await self._start(request)
+
+    async def _start(self, request: DeliveryRequest) -> str:
         try:
             await self._client.start_workflow(
                 DELIVERY_WORKFLOW,

@@ -17,13 +17,20 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 
-FOUNDATION = ("webhooks.config", "webhooks.codec", "webhooks.secrets", "webhooks.logs")
+FOUNDATION = (
+    "webhooks.config",
+    "webhooks.codec",
+    "webhooks.secrets",
+    "webhooks.logs",
+    "webhooks.tracing",
+)
 """Settings and plumbing that workers and publishers share; they sit just above core."""
 
 LAYERS: dict[str, tuple[str, ...]] = {
     "webhooks.core": ("webhooks.core",),
     **dict.fromkeys(FOUNDATION, ("webhooks.core", *FOUNDATION)),
     "webhooks.logs": ("webhooks.core", "webhooks.config"),
+    "webhooks.tracing": ("webhooks.core", "webhooks.config"),
     "activities": ("webhooks.core", *FOUNDATION, "activities"),
     "workflows": ("webhooks.core", "activities", "workflows"),
     "webhooks.publisher": ("webhooks.core", *FOUNDATION),

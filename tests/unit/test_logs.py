@@ -132,6 +132,16 @@ def test_configure_json_then_text() -> None:
     assert workflow.logger.workflow_info_on_message is True
 
 
+@pytest.mark.usefixtures("restore_logging")
+def test_the_default_stream_is_stderr_at_the_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    configure_logging(Settings(log_format="json"))
+    for _ in range(2):  # a test runner swapping stderr between records
+        swapped = io.StringIO()
+        monkeypatch.setattr(sys, "stderr", swapped)
+        logging.getLogger("webhooks.x").warning("to %s", "stderr")
+        assert json.loads(swapped.getvalue())["message"] == "to stderr"
+
+
 def test_settings_read_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("WEBHOOKS_LOG_FORMAT", "JSON")
     monkeypatch.setenv("WEBHOOKS_LOG_LEVEL", "debug")
