@@ -32,6 +32,9 @@ from workflows.endpoint_circuit import EndpointCircuit
 
 log = logging.getLogger("webhooks.worker")
 
+WORKFLOWS = (WebhookDelivery, DeadLetter, EndpointCircuit)
+"""Every workflow type the worker runs (the replay test replays a history of each)."""
+
 
 async def ensure_search_attributes(client: Client) -> None:
     """Register missing search attributes, or refuse to start.
@@ -96,7 +99,7 @@ async def running_worker(client: Client, settings: Settings) -> AsyncIterator[Wo
         worker = Worker(
             client,
             task_queue=settings.task_queue,
-            workflows=[WebhookDelivery, DeadLetter, EndpointCircuit],
+            workflows=list(WORKFLOWS),
             activities=[sender.send_webhook, CircuitActivities(client).wake_deliveries],
             # Temporal's TracingInterceptor comes from the client; this adds the attempt span.
             interceptors=[AttemptSpans(tracer)] if tracer is not None else [],

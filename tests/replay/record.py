@@ -2,11 +2,13 @@
 
     .venv/bin/python -m tests.replay.record
 
-Runs, on a throwaway dev server, a delivery that succeeds after a retry, one that is
-dead-lettered, and a dead letter that is redelivered (and one discarded), then writes each
-workflow's history to `tests/replay/histories/<name>.json`. Re-record deliberately, when a
-workflow change is *meant* to be incompatible, and say so in the commit: old histories that no
-longer replay are running workflows that a deploy would break.
+Runs every path of every workflow type on a throwaway dev server with real HTTP receivers
+and writes each workflow's history to `tests/replay/histories/<Type>-<scenario>.json`
+(`SCENARIOS` in `test_replay.py` lists what must be there). Re-record deliberately, when a
+workflow change is *meant* to be incompatible, and say so in the commit: old histories that
+no longer replay are running workflows that a deploy would break. After adding a
+`workflow.patched(...)` branch, move the current files into a dated subdirectory first
+(`DEVELOPING.md`): the test replays those too.
 """
 
 from __future__ import annotations
@@ -19,17 +21,31 @@ import secrets
 import sysconfig
 import tempfile
 import uuid
+from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from temporalio.client import Client, WorkflowHandle
+from temporalio.api.history.v1 import HistoryEvent
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 
 from tests.integration import settled
 from webhooks.config import Settings
 from webhooks.core import search_attributes as sa
+from webhooks.core.circuit import (
+    CircuitConfig,
+    CircuitInput,
+    CircuitPhase,
+    CircuitSnapshot,
+    OperatorRequest,
+    OutcomeReport,
+)
+from webhooks.core.ids import circuit_id
 from webhooks.core.models import (
+    DeadLetterReason,
+    DeadLetterState,
     DeadLetterView,
     DeliveryResult,
     DeliveryState,
@@ -37,8 +53,9 @@ from webhooks.core.models import (
     RedeliverRequest,
     RetrySchedule,
 )
-from webhooks.dev.receiver import Hang, Receiver, Respond, scripted
-from webhooks.publisher import WebhookPublisher
+from webhooks.core.names import CIRCUIT_WORKFLOW
+from webhooks.dev.receiver import Hang, ReceivedRequest, Receiver, Respond, scripted
+from webhooks.publisher import WebhookPublisher, build_request
 from worker import running_worker
 from workflows.dead_letter import DeadLetter
 from workflows.delivery import WebhookDelivery
@@ -46,6 +63,16 @@ from workflows.delivery import WebhookDelivery
 HISTORIES = Path(__file__).parent / "histories"
 BIN = Path(sysconfig.get_path("scripts"))
 SCHEDULE = RetrySchedule(schedule_seconds=[0, 0.2, 0.2], jitter=0.2, throttled_min_seconds=0)
+CIRCUIT = CircuitConfig(
+    cooldown_seconds=1,
+    max_cooldown_seconds=30,  # Held deliveries beyond the first wait this long: woken by signal.
+    consecutive_failures=3,
+    min_requests=3,
+    window_seconds=5,
+)
+BOUND = 120.0
+
+Delivery = WorkflowHandle[WebhookDelivery, DeliveryResult]
 
 
 async def save(name: str, handle: WorkflowHandle[Any, Any]) -> None:
@@ -55,55 +82,297 @@ async def save(name: str, handle: WorkflowHandle[Any, Any]) -> None:
     print(f"wrote {path.relative_to(Path.cwd())} ({len(history.events)} events)")
 
 
-async def record(client: Client, settings: Settings) -> None:
-    publisher = WebhookPublisher(
-        client, task_queue=settings.task_queue, secrets=settings.secret_store()
+async def events(handle: WorkflowHandle[Any, Any]) -> list[HistoryEvent]:
+    return [e async for e in handle.fetch_history_events()]
+
+
+def signalled(history: Iterable[HistoryEvent], name: str) -> bool:
+    return any(
+        e.workflow_execution_signaled_event_attributes.signal_name == name
+        for e in history
+        if e.HasField("workflow_execution_signaled_event_attributes")
     )
 
-    async def deliver(receiver: Receiver) -> WorkflowHandle[WebhookDelivery, DeliveryResult]:
-        delivery_id = await publisher.publish(
-            endpoint_id="ep_replay",
-            url=receiver.url,
+
+def upserted(history: Iterable[HistoryEvent], status: str) -> bool:
+    """Whether the workflow ever set `WebhookStatus` to `status`."""
+    for e in history:
+        if e.HasField("upsert_workflow_search_attributes_event_attributes"):
+            fields = e.upsert_workflow_search_attributes_event_attributes.search_attributes
+            payload = fields.indexed_fields.get(sa.STATUS.name)
+            if payload is not None and json.loads(payload.data) == status:
+                return True
+    return False
+
+
+async def until(check: Callable[[], Awaitable[bool]], what: str) -> None:
+    deadline = asyncio.get_running_loop().time() + BOUND
+    while not await check():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"not reached: {what}")
+        await asyncio.sleep(0.2)
+
+
+async def circuit_state(client: Client, endpoint_id: str) -> CircuitSnapshot | None:
+    try:
+        snapshot: CircuitSnapshot = await client.get_workflow_handle(circuit_id(endpoint_id)).query(
+            "state", result_type=CircuitSnapshot
+        )
+    except RPCError as err:
+        if err.status in (RPCStatusCode.NOT_FOUND, RPCStatusCode.RESOURCE_EXHAUSTED):
+            return None
+        raise
+    return snapshot
+
+
+class Recorder:
+    def __init__(self, client: Client, settings: Settings) -> None:
+        self.client = client
+        self.publisher = WebhookPublisher(
+            client, task_queue=settings.task_queue, secrets=settings.secret_store()
+        )
+
+    async def deliver(
+        self, url: str, *, endpoint_id: str | None = None, retry: RetrySchedule = SCHEDULE
+    ) -> Delivery:
+        # One endpoint per scenario unless shared on purpose: a 410 disables its endpoint.
+        delivery_id = await self.publisher.publish(
+            endpoint_id=endpoint_id or f"ep_{uuid.uuid4().hex[:8]}",
+            url=url,
             event_type="stream.settled",
             data=settled(),
             event_id=f"evt_{uuid.uuid4().hex[:8]}",
-            retry=SCHEDULE,
+            retry=retry,
         )
-        return client.get_workflow_handle_for(WebhookDelivery.run, delivery_id)
+        return self.client.get_workflow_handle_for(WebhookDelivery.run, delivery_id)
 
-    # Delivered on the third attempt, after a 500 and a timeout.
-    async with Receiver(scripted(Respond(500), Hang(2))) as rx:
-        delivered = await deliver(rx)
-        assert (await delivered.result()).state is DeliveryState.DELIVERED
-    await save("WebhookDelivery-delivered", delivered)
-
-    # Exhausted, then redelivered from the dead-letter queue, then delivered.
-    async with Receiver(scripted(Respond(503), Respond(503), Respond(503))) as rx:
-        failed = await deliver(rx)
-        result = await failed.result()
-        assert result.state is DeliveryState.DEAD_LETTERED
+    def letter(self, result: DeliveryResult) -> WorkflowHandle[DeadLetter, DeadLetterView]:
         assert result.dead_letter_id is not None
-        await save("WebhookDelivery-dead-lettered", failed)
-        letter = client.get_workflow_handle_for(DeadLetter.run, result.dead_letter_id)
-        await letter.signal(DeadLetter.redeliver, RedeliverRequest(requested_by="record"))
-        view: DeadLetterView = await letter.result()
-        await save("DeadLetter-redelivered", letter)
-        assert view.redelivery_run_id is not None
-        rerun = client.get_workflow_handle_for(
-            WebhookDelivery.run, failed.id, run_id=view.redelivery_run_id
+        return self.client.get_workflow_handle_for(DeadLetter.run, result.dead_letter_id)
+
+    # -- WebhookDelivery and DeadLetter, no circuit involved -------------------------------
+
+    async def plain(self) -> None:
+        client = self.client
+        # Delivered on the third attempt, after a 500 and a timeout.
+        async with Receiver(scripted(Respond(500), Hang(2))) as rx:
+            delivered = await self.deliver(rx.url)
+            assert (await delivered.result()).state is DeliveryState.DELIVERED
+        await save("WebhookDelivery-delivered", delivered)
+
+        # Exhausted, then redelivered from the dead-letter queue, then delivered.
+        async with Receiver(scripted(Respond(503), Respond(503), Respond(503))) as rx:
+            failed = await self.deliver(rx.url)
+            result = await failed.result()
+            assert result.dead_letter_reason is DeadLetterReason.EXHAUSTED
+            await save("WebhookDelivery-dead-lettered", failed)
+            letter = self.letter(result)
+            await letter.signal(DeadLetter.redeliver, RedeliverRequest(requested_by="record"))
+            view = await letter.result()
+            await save("DeadLetter-redelivered", letter)
+            assert view.redelivery_run_id is not None
+            rerun = client.get_workflow_handle_for(
+                WebhookDelivery.run, failed.id, run_id=view.redelivery_run_id
+            )
+            assert (await rerun.result()).state is DeliveryState.DELIVERED
+            await save("WebhookDelivery-redelivered", rerun)
+
+        # Gone at once, then discarded by an operator.
+        async with Receiver(scripted(Respond(410))) as rx:
+            gone = await self.deliver(rx.url)
+            result = await gone.result()
+            assert result.dead_letter_reason is DeadLetterReason.GONE
+            await save("WebhookDelivery-gone", gone)
+            letter = self.letter(result)
+            await letter.signal(DeadLetter.discard, DiscardRequest(requested_by="record"))
+            await letter.result()
+            await save("DeadLetter-discarded", letter)
+
+        # A long backoff cut short by `retry_now`.
+        async with Receiver(scripted(Respond(503))) as rx:
+            waiting = await self.deliver(
+                rx.url,
+                retry=RetrySchedule(schedule_seconds=[0, 3600], jitter=0, throttled_min_seconds=0),
+            )
+
+            async def retrying() -> bool:
+                status = await waiting.query(WebhookDelivery.status)
+                return status.state is DeliveryState.RETRYING
+
+            await until(retrying, "retrying")
+            await waiting.signal(WebhookDelivery.retry_now)
+            assert (await waiting.result()).state is DeliveryState.DELIVERED
+            assert len(rx.requests) == 2
+        await save("WebhookDelivery-retry-now", waiting)
+
+        # The next attempt would start after the maximum age: dead-lettered instead.
+        async with Receiver(scripted(Respond(500))) as rx:
+            old = await self.deliver(
+                rx.url,
+                retry=RetrySchedule(
+                    schedule_seconds=[0, 5], jitter=0, max_age_seconds=2, throttled_min_seconds=0
+                ),
+            )
+            result = await old.result()
+            assert result.dead_letter_reason is DeadLetterReason.MAX_AGE
+            assert result.attempts == 1
+        await save("WebhookDelivery-max-age", old)
+
+        # A wait too long for a datetime: the workflow's own error, parked as internal_error
+        # instead of failing its workflow task forever.
+        async with Receiver(scripted(Respond(500))) as rx:
+            broken = await self.deliver(
+                rx.url,
+                retry=RetrySchedule(schedule_seconds=[0, 1e12], jitter=0),
+            )
+            result = await broken.result()
+            assert result.dead_letter_reason is DeadLetterReason.INTERNAL_ERROR
+        await save("WebhookDelivery-internal-error", broken)
+
+        # Unattended for the whole retention period: expires.
+        async with Receiver(scripted(Respond(410))) as rx:
+            request = build_request(
+                endpoint_id=f"ep_{uuid.uuid4().hex[:8]}",
+                url=rx.url,
+                event_type="stream.settled",
+                data=settled(),
+                event_id=f"evt_{uuid.uuid4().hex[:8]}",
+                retry=SCHEDULE,
+            )
+            request = request.model_copy(
+                update={
+                    "options": request.options.model_copy(
+                        update={"dead_letter_retention_seconds": 1}
+                    )
+                }
+            )
+            await self.publisher.start(request)
+            handle = client.get_workflow_handle_for(WebhookDelivery.run, request.delivery_id)
+            letter = self.letter(await handle.result())
+            assert (await letter.result()).state is DeadLetterState.EXPIRED
+        await save("DeadLetter-expired", letter)
+
+    # -- EndpointCircuit, and deliveries it holds ------------------------------------------
+
+    async def circuit(self) -> None:
+        """Trip, a failed probe (reopen), a successful probe (close), held deliveries woken."""
+        client = self.client
+        endpoint = f"ep_trip_{uuid.uuid4().hex[:6]}"
+        status = {"code": 500}
+
+        def answer(_: ReceivedRequest) -> Respond:
+            return Respond(status["code"])
+
+        retry = RetrySchedule(
+            schedule_seconds=[0, 0.5], max_attempts=100, jitter=0, throttled_min_seconds=0
         )
-        assert (await rerun.result()).state is DeliveryState.DELIVERED
-        await save("WebhookDelivery-redelivered", rerun)
+        async with Receiver(answer) as rx:
+            deliveries = [await self.deliver(rx.url, endpoint_id=endpoint, retry=retry)]
 
-    # Gone at once, then discarded by an operator.
-    async with Receiver(scripted(Respond(410))) as rx:
-        gone = await deliver(rx)
-        result = await gone.result()
-        assert result.dead_letter_id is not None
-        letter = client.get_workflow_handle_for(DeadLetter.run, result.dead_letter_id)
-        await letter.signal(DeadLetter.discard, DiscardRequest(requested_by="record"))
-        await letter.result()
-        await save("DeadLetter-discarded", letter)
+            async def tripped() -> bool:
+                snapshot = await circuit_state(client, endpoint)
+                return snapshot is not None and snapshot.phase is not CircuitPhase.CLOSED
+
+            await until(tripped, "the circuit opens")
+            deliveries += [
+                await self.deliver(rx.url, endpoint_id=endpoint, retry=retry) for _ in range(4)
+            ]
+            # Held at once, and for longer than its maximum age.
+            too_old = await self.deliver(
+                rx.url,
+                endpoint_id=endpoint,
+                retry=RetrySchedule(schedule_seconds=[0, 0.5], jitter=0, max_age_seconds=1),
+            )
+            result = await too_old.result()
+            assert result.dead_letter_reason is DeadLetterReason.MAX_AGE, result
+            assert result.attempts == 0
+            await save("WebhookDelivery-circuit-max-age", too_old)
+
+            async def probe_failed() -> bool:
+                snapshot = await circuit_state(client, endpoint)
+                return snapshot is not None and snapshot.trips >= 2
+
+            await until(probe_failed, "a probe fails and the circuit reopens")
+            status["code"] = 200
+            results = await asyncio.wait_for(
+                asyncio.gather(*(d.result() for d in deliveries)), BOUND
+            )
+            assert all(r.state is DeliveryState.DELIVERED for r in results)
+            circuit = client.get_workflow_handle(circuit_id(endpoint), result_type=CircuitSnapshot)
+            final: CircuitSnapshot = await asyncio.wait_for(circuit.result(), BOUND)
+            assert final.phase is CircuitPhase.CLOSED
+        await save("EndpointCircuit-trip-probe-close", circuit)
+        woken = [
+            d
+            for d in deliveries
+            if upserted(h := await events(d), DeliveryState.CIRCUIT_OPEN.value)
+            and signalled(h, "retry_now")
+        ]
+        assert woken, "no delivery was held and then woken by the circuit"
+        await save("WebhookDelivery-circuit-held-woken", woken[0])
+
+    async def disable_enable(self, settings: Settings) -> None:
+        """An operator disables a failing endpoint (its delivery is dead-lettered), enables it."""
+        client = self.client
+        endpoint = f"ep_disable_{uuid.uuid4().hex[:6]}"
+        retry = RetrySchedule(
+            schedule_seconds=[0, 0.5], max_attempts=100, jitter=0, throttled_min_seconds=0
+        )
+        async with Receiver(scripted(then=Respond(500))) as rx:
+            delivery = await self.deliver(rx.url, endpoint_id=endpoint, retry=retry)
+
+            async def circuit_exists() -> bool:
+                return await circuit_state(client, endpoint) is not None
+
+            await until(circuit_exists, "the first report starts the circuit")
+            # As `webhooks circuit disable` does it: signal-with-start.
+            await client.start_workflow(
+                CIRCUIT_WORKFLOW,
+                CircuitInput(endpoint_id=endpoint, config=settings.circuit),
+                id=circuit_id(endpoint),
+                task_queue=settings.task_queue,
+                start_signal="disable",
+                start_signal_args=[OperatorRequest(requested_by="record", reason="replay")],
+            )
+            result = await asyncio.wait_for(delivery.result(), BOUND)
+            assert result.dead_letter_reason is DeadLetterReason.ENDPOINT_DISABLED
+            await save("WebhookDelivery-endpoint-disabled", delivery)
+            circuit = client.get_workflow_handle(circuit_id(endpoint), result_type=CircuitSnapshot)
+            await circuit.signal("enable", OperatorRequest(requested_by="record"))
+            final: CircuitSnapshot = await asyncio.wait_for(circuit.result(), BOUND)
+            assert final.phase is CircuitPhase.CLOSED
+            assert final.disabled_reason is None
+        history = await events(circuit)
+        assert signalled(history, "disable")
+        assert signalled(history, "enable")
+        assert upserted(history, CircuitPhase.DISABLED.value)
+        await save("EndpointCircuit-disable-enable", circuit)
+
+    async def continue_as_new(self, settings: Settings) -> None:
+        """Enough reports to pass `max_history_events`: the circuit continues as new."""
+        client = self.client
+        endpoint = f"ep_can_{uuid.uuid4().hex[:6]}"
+        config = CircuitConfig(max_history_events=100, window_seconds=5, consecutive_failures=None)
+        circuit = await client.start_workflow(
+            CIRCUIT_WORKFLOW,
+            CircuitInput(endpoint_id=endpoint, config=config),
+            id=circuit_id(endpoint),
+            task_queue=settings.task_queue,
+        )
+        first = client.get_workflow_handle(circuit.id, run_id=circuit.first_execution_run_id)
+
+        async def continued() -> bool:
+            return (await first.describe()).status is WorkflowExecutionStatus.CONTINUED_AS_NEW
+
+        while not await continued():
+            with_failure = OutcomeReport(successes=1, failures=1, trailing_failures=0)
+            await circuit.signal("report", with_failure)
+            await asyncio.sleep(0.05)
+        await save("EndpointCircuit-continued-as-new", first)
+        latest = client.get_workflow_handle(circuit.id, result_type=CircuitSnapshot)
+        final: CircuitSnapshot = await asyncio.wait_for(latest.result(), BOUND)
+        assert final.reports_received > 0, "the new run carries the state over"
+        await save("EndpointCircuit-after-continue-as-new", latest)
 
 
 async def main() -> None:
@@ -115,6 +384,10 @@ async def main() -> None:
         dev_server_existing_path=str(BIN / "temporal"),
         search_attributes=sa.ALL,
         data_converter=pydantic_data_converter,
+        dev_server_extra_args=[
+            "--dynamic-config-value",
+            "frontend.enableUpdateWorkflowExecution=true",
+        ],
     )
     try:
         with tempfile.TemporaryDirectory() as tmp:
@@ -128,7 +401,15 @@ async def main() -> None:
                 connect_timeout_seconds=1,
             )
             async with running_worker(env.client, settings):
-                await record(env.client, settings)
+                await Recorder(env.client, settings).plain()
+            circuit = settings.model_copy(
+                update={"task_queue": "webhooks-replay-circuit", "circuit": CIRCUIT}
+            )
+            async with running_worker(env.client, circuit):
+                recorder = Recorder(env.client, circuit)
+                await recorder.circuit()
+                await recorder.disable_enable(circuit)
+                await recorder.continue_as_new(circuit)
     finally:
         await env.shutdown()
 
