@@ -52,6 +52,8 @@ class Settings(BaseSettings):
     log_format: Literal["text", "json"] = "text"
     """`json`: one JSON object per line with the delivery's fields (webhooks/logs.py)."""
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    gauges_interval_seconds: float | None = Field(default=None, ge=1)
+    """Refresh the backlog gauges from visibility this often; set it on one worker only."""
     circuit_enabled: bool = True
     circuit: CircuitConfig = CircuitConfig()
     """Per-endpoint circuit breaker, e.g. `WEBHOOKS_CIRCUIT__COOLDOWN_SECONDS=60`."""

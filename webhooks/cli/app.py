@@ -6,6 +6,7 @@ renders the answer as a table or, with `--json`, as JSON.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 from pathlib import Path
@@ -13,6 +14,7 @@ from typing import Annotated
 
 import typer
 from pydantic import ValidationError
+from temporalio.client import Client
 
 from webhooks.cli.circuit import circuit_app
 from webhooks.cli.dlq import dlq_app
@@ -32,6 +34,7 @@ from webhooks.cli.output import (
 from webhooks.config import Settings
 from webhooks.core.models import Attempt, DeliveryRequest, DeliveryStatus, RetrySchedule
 from webhooks.logs import configure_logging
+from webhooks.ops.gauges import BacklogGauges
 from webhooks.publisher import WebhookPublisher, build_request
 
 app = typer.Typer(
@@ -152,10 +155,26 @@ def retry(
         out.print(f"signalled retry_now to {delivery_id}", highlight=False)
 
 
+async def serve_worker(client: Client, settings: Settings, stop: asyncio.Event) -> None:
+    """The worker, and the backlog gauges when this worker is the one to refresh them."""
+    from worker import run_worker
+
+    async def work() -> None:
+        try:
+            await run_worker(client, settings, stop)
+        finally:
+            stop.set()  # a worker that failed to start takes the gauges down with it
+
+    jobs = [work()]
+    if settings.gauges_interval_seconds:
+        gauges = BacklogGauges(client, task_queue=settings.task_queue)
+        jobs.append(gauges.run(settings.gauges_interval_seconds, stop))
+    await asyncio.gather(*jobs)
+
+
 @app.command()
 def worker() -> None:
     """Run a worker against TEMPORAL_ADDRESS / TEMPORAL_NAMESPACE until Ctrl-C."""
-    from worker import run_worker
 
     async def main() -> None:
         settings = Settings()
@@ -165,7 +184,7 @@ def worker() -> None:
             f"task queue {settings.task_queue!r}; Ctrl-C stops it",
             highlight=False,
         )
-        await serve_until_stopped(lambda stop: run_worker(client, settings, stop))
+        await serve_until_stopped(lambda stop: serve_worker(client, settings, stop))
 
     run(main())
 

@@ -11,7 +11,7 @@ import asyncio
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from temporalio.client import Client, RPCError
@@ -33,6 +33,8 @@ class DeadLetterFilter:
     since: datetime | None = None
     until: datetime | None = None
     state: DeadLetterState | None = DeadLetterState.OPEN
+    task_queue: str | None = None
+    """One deployment's dead letters, when several share a namespace."""
 
     def query(self) -> str:
         """The visibility query, usable as is with `temporal workflow list --query`."""
@@ -49,6 +51,8 @@ class DeadLetterFilter:
             clauses.append(f"StartTime>={quote(self.since.isoformat())}")
         if self.until:
             clauses.append(f"StartTime<{quote(self.until.isoformat())}")
+        if self.task_queue:
+            clauses.append(f"TaskQueue={quote(self.task_queue)}")
         return " AND ".join(clauses)
 
 
@@ -87,20 +91,16 @@ def count_by_reason(rows: list[DeadLetterRow]) -> dict[str, int]:
     return dict(sorted(counts.items(), key=lambda item: (-item[1], item[0])))
 
 
-async def count_open_by_reason(client: Client, where: DeadLetterFilter) -> dict[str, int]:
-    """Server-side counts per reason (no listing), for alerting on open dead letters."""
+async def count_open_by_reason(
+    client: Client, where: DeadLetterFilter, *, zeros: bool = False
+) -> dict[str, int]:
+    """Server-side counts per reason (no listing), for alerting on open dead letters;
+    reasons with none are left out unless `zeros`."""
     counts: dict[str, int] = {}
     for reason in DeadLetterReason:
-        scoped = DeadLetterFilter(
-            endpoint_id=where.endpoint_id,
-            event_type=where.event_type,
-            reason=reason,
-            since=where.since,
-            until=where.until,
-            state=DeadLetterState.OPEN,
-        )
+        scoped = replace(where, reason=reason, state=DeadLetterState.OPEN)
         count = (await client.count_workflows(scoped.query())).count
-        if count:
+        if count or zeros:
             counts[reason.value] = count
     return counts
 
