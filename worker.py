@@ -9,6 +9,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, nullcontext
+from datetime import timedelta
 
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import (
@@ -31,6 +32,8 @@ from workflows.delivery import WebhookDelivery
 from workflows.endpoint_circuit import EndpointCircuit
 
 log = logging.getLogger("webhooks.worker")
+
+SHUTDOWN_MARGIN_SECONDS = 5.0
 
 WORKFLOWS = (WebhookDelivery, DeadLetter, EndpointCircuit)
 """Every workflow type the worker runs (the replay test replays a history of each)."""
@@ -64,6 +67,13 @@ async def ensure_search_attributes(client: Client) -> None:
         )
         log.info("registered search attributes %s", ", ".join(missing))
     except RPCError as err:
+        # Workers starting together on a fresh namespace race to add them: the loser's
+        # request fails, yet the attributes are there.
+        again = await client.operator_service.list_search_attributes(
+            ListSearchAttributesRequest(namespace=namespace)
+        )
+        if all(name in again.custom_attributes for name in missing):
+            return
         raise RuntimeError(
             f"search attributes {', '.join(missing)} are not registered in namespace "
             f"{namespace!r} and could not be added ({err.message}); see docs/deploy.md"
@@ -103,10 +113,19 @@ async def running_worker(client: Client, settings: Settings) -> AsyncIterator[Wo
             activities=[sender.send_webhook, CircuitActivities(client).wake_deliveries],
             # Temporal's TracingInterceptor comes from the client; this adds the attempt span.
             interceptors=[AttemptSpans(tracer)] if tracer is not None else [],
+            # On shutdown (a rolling deploy's SIGTERM) in-flight sends get their whole HTTP
+            # timeout to finish instead of being cancelled and sent again by another worker.
+            graceful_shutdown_timeout=graceful_shutdown_timeout(settings),
         )
         async with worker:
             log.info("worker polling task queue %r", settings.task_queue)
             yield worker
+
+
+def graceful_shutdown_timeout(settings: Settings) -> timedelta:
+    """How long a stopping worker lets in-flight sends run: one whole attempt, plus a
+    moment to report its result."""
+    return timedelta(seconds=settings.http_timeout_seconds + SHUTDOWN_MARGIN_SECONDS)
 
 
 async def run_worker(client: Client, settings: Settings, stop: asyncio.Event) -> None:

@@ -20,18 +20,21 @@ import asyncio
 import socket
 import ssl
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from dataclasses import dataclass
-from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address
-from typing import TYPE_CHECKING
+from ipaddress import ip_address
 
 import httpcore
 import httpx
 
-if TYPE_CHECKING:
-    from webhooks.config import Settings
+from webhooks.core.destinations import DestinationPolicy, IPAddress
 
-IPAddress = IPv4Address | IPv6Address
-IPNetwork = IPv4Network | IPv6Network
+__all__ = [
+    "BlockedDestinationError",
+    "DestinationPolicy",
+    "GuardedBackend",
+    "GuardedTransport",
+    "IPAddress",
+]
+
 Resolver = Callable[[str, int], Awaitable[Sequence[IPAddress]]]
 
 
@@ -41,114 +44,6 @@ class BlockedDestinationError(httpx.ConnectError):
 
     def __init__(self, message: str) -> None:
         super().__init__(f"blocked destination: {message}")
-
-
-def _nets(*entries: tuple[str, str]) -> tuple[tuple[IPNetwork, str], ...]:
-    return tuple((IPv4Network(n) if "." in n else IPv6Network(n), label) for n, label in entries)
-
-
-# Explicit tables rather than `ipaddress`'s is_private/is_global alone: those differ
-# between Python versions, miss CGNAT and multicast, and name no class for the error.
-BLOCKED_V4 = _nets(
-    ("0.0.0.0/8", "unspecified"),  # "this network"; 0.0.0.0 reaches localhost on Linux
-    ("10.0.0.0/8", "private"),
-    ("100.64.0.0/10", "cgnat"),
-    ("127.0.0.0/8", "loopback"),
-    ("169.254.0.0/16", "link-local"),  # includes cloud metadata, 169.254.169.254
-    ("172.16.0.0/12", "private"),
-    ("192.0.0.0/24", "reserved"),  # IETF protocol assignments
-    ("192.0.2.0/24", "reserved"),  # documentation (TEST-NET-1)
-    ("192.88.99.0/24", "reserved"),  # 6to4 relay anycast
-    ("192.168.0.0/16", "private"),
-    ("198.18.0.0/15", "reserved"),  # benchmarking
-    ("198.51.100.0/24", "reserved"),  # documentation (TEST-NET-2)
-    ("203.0.113.0/24", "reserved"),  # documentation (TEST-NET-3)
-    ("224.0.0.0/4", "multicast"),
-    ("240.0.0.0/4", "reserved"),  # future use, and the broadcast address
-)
-BLOCKED_V6 = _nets(
-    ("::/128", "unspecified"),
-    ("::1/128", "loopback"),
-    ("::/96", "reserved"),  # deprecated IPv4-compatible addresses
-    ("::ffff:0:0:0/96", "reserved"),  # IPv4-translated (SIIT)
-    ("64:ff9b:1::/48", "reserved"),  # local-use NAT64
-    ("100::/64", "reserved"),  # discard-only
-    ("2001::/23", "reserved"),  # IETF protocol assignments, Teredo included
-    ("2001:db8::/32", "reserved"),  # documentation
-    ("3fff::/20", "reserved"),  # documentation
-    ("fc00::/7", "unique-local"),
-    ("fe80::/10", "link-local"),
-    ("fec0::/10", "site-local"),
-    ("ff00::/8", "multicast"),
-)
-_NAT64 = IPv6Network("64:ff9b::/96")
-
-
-def embedded_ipv4(address: IPv6Address) -> tuple[IPv4Address, str] | None:
-    """The IPv4 address an IPv6 address stands for (IPv4-mapped, 6to4, NAT64), if any:
-    connecting to it reaches that IPv4 host, so it is judged as that host."""
-    if address.ipv4_mapped is not None:
-        return address.ipv4_mapped, "ipv4-mapped"
-    if address.sixtofour is not None:
-        return address.sixtofour, "6to4"
-    if address in _NAT64:
-        return IPv4Address(int(address) & 0xFFFFFFFF), "nat64"
-    return None
-
-
-def blocked_reason(address: IPAddress) -> str | None:
-    """Why a webhook must not go to `address` (its class), or None if it is a public one."""
-    if isinstance(address, IPv6Address):
-        embedded = embedded_ipv4(address)
-        if embedded is not None:
-            inner, how = embedded
-            reason = blocked_reason(inner)
-            return f"{how} {reason}" if reason else None
-        table = BLOCKED_V6
-    else:
-        table = BLOCKED_V4
-    for network, label in table:
-        if address in network:
-            return label
-    # Anything else Python knows to be non-global (new special-purpose ranges).
-    return None if address.is_global else "reserved"
-
-
-@dataclass(frozen=True)
-class DestinationPolicy:
-    """Where webhooks may go. The default refuses every non-public address."""
-
-    allow_private: bool = False
-    """Lift the guard entirely (development and tests only)."""
-    allowed_networks: tuple[IPNetwork, ...] = ()
-    """Networks reachable even while the guard is on, e.g. a partner on a VPN range."""
-    require_https: bool = False
-    """Refuse plain http:// URLs (production)."""
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> DestinationPolicy:
-        return cls(
-            allow_private=settings.allow_private_destinations,
-            allowed_networks=settings.allowed_networks,
-            require_https=settings.require_https,
-        )
-
-    def refusal(self, address: IPAddress) -> str | None:
-        """Why a connection to `address` is refused, or None if it is allowed."""
-        if self.allow_private or self._allowlisted(address):
-            return None
-        return blocked_reason(address)
-
-    def _allowlisted(self, address: IPAddress) -> bool:
-        candidates: list[IPAddress] = [address]
-        if isinstance(address, IPv6Address) and (embedded := embedded_ipv4(address)):
-            candidates.append(embedded[0])
-        return any(a in net for a in candidates for net in self.allowed_networks)
-
-    def check_scheme(self, url: httpx.URL) -> None:
-        """Raise BlockedDestinationError for http:// while https is required."""
-        if self.require_https and url.scheme != "https":
-            raise BlockedDestinationError(f"https is required, not {url.scheme}://")
 
 
 async def system_resolver(host: str, port: int) -> list[IPAddress]:
@@ -273,5 +168,7 @@ class GuardedTransport(httpx.AsyncHTTPTransport):
         )
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        self.policy.check_scheme(request.url)
+        refusal = self.policy.scheme_refusal(request.url.scheme)
+        if refusal is not None:
+            raise BlockedDestinationError(refusal)
         return await super().handle_async_request(request)

@@ -20,6 +20,8 @@ from webhooks.core import search_attributes as sa
 from webhooks.publisher import WebhookPublisher
 from worker import running_worker
 
+pytest_plugins = ["tests.postgres"]
+
 BIN = Path(sysconfig.get_path("scripts"))
 SECRET = "whsec_" + base64.b64encode(b"streampay-test-secret-0123456789").decode()
 OLD_SECRET = "whsec_" + base64.b64encode(b"streampay-old-secret-9876543210").decode()

@@ -28,6 +28,20 @@ class Settings(BaseSettings):
     )
     task_queue: str = "webhooks"
     secrets_file: Path | None = None
+    state_dir: Path = Path(".webhooks")
+    """Where `webhooks dev` keeps its files, and where the default registry database lives."""
+    database_url: SecretStr | None = None
+    """The registry: `postgresql://user:pass@host/db` in production, or `sqlite:///path`.
+    Default: the SQLite file `<state_dir>/registry.db` (the one `webhooks dev` uses)."""
+    secret_keys: SecretStr | None = None
+    """Keys sealing endpoint secrets at rest, newest first: `k2:<base64 of 32 bytes>,k1:...`."""
+    secret_keys_file: Path | None = None
+    """The same, from a file."""
+    registry_cache_seconds: float = Field(default=2, ge=0, le=60)
+    """How long the worker reuses an endpoint it read (URL, secrets, state) before re-reading."""
+    registry_stale_seconds: float = Field(default=60, ge=0, le=3600)
+    """While the database is unreachable, the worker keeps using what it last read for this
+    long; after that attempts fail as `registry_unavailable` and retry."""
     allow_private_destinations: bool = False
     allowed_networks: Annotated[tuple[IPv4Network | IPv6Network, ...], NoDecode] = ()
     """Reachable even while private destinations are refused: `127.0.0.0/8,10.1.0.0/16`."""
@@ -71,6 +85,12 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return tuple(ip_network(v.strip()) for v in value.split(",") if v.strip())
         return value
+
+    def registry_url(self) -> str:
+        """The SQLAlchemy async URL of the registry database."""
+        if self.database_url is None:
+            return f"sqlite+aiosqlite:///{self.state_dir / 'registry.db'}"
+        return self.database_url.get_secret_value()
 
     def secret_store(self) -> FileSecretStore | None:
         return FileSecretStore(self.secrets_file) if self.secrets_file else None

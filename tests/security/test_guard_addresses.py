@@ -7,8 +7,8 @@ from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_add
 
 import pytest
 
-from activities.safe_transport import DestinationPolicy, blocked_reason, embedded_ipv4
 from webhooks.config import Settings
+from webhooks.core.destinations import DestinationPolicy, blocked_reason, embedded_ipv4
 
 BLOCKED = {
     # IPv4

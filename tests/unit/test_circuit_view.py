@@ -245,7 +245,7 @@ async def test_a_probe_request_to_a_circuit_closed_meanwhile_reopens_the_gate(
     handle = client.get_workflow_handle(circuit_id(endpoint))
     await handle.signal("reset", OperatorRequest(requested_by="test"))
     # This worker's copy still says open; asking for a probe learns otherwise.
-    await gate_until(view, endpoint)
+    assert await gate_until(view, endpoint) == Gate(allow=True)
 
 
 # --- disabled ------------------------------------------------------------------------------

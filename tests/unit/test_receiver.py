@@ -82,6 +82,38 @@ async def test_stream_sends_the_whole_body(http: httpx.AsyncClient) -> None:
     assert response.content == b"x" * 100_000
 
 
+async def test_stream_can_stop_short_of_what_it_announces_and_hang() -> None:
+    stream = Stream(total=1 << 30, chunk=1000, stop_after=2500)
+    received = bytearray()
+
+    async def read_all(response: httpx.Response) -> None:
+        async for chunk in response.aiter_raw():
+            received.extend(chunk)
+
+    async with (
+        Receiver(scripted(stream)) as rx,
+        httpx.AsyncClient(timeout=httpx.Timeout(5, read=0.5)) as http,
+        http.stream("POST", rx.url, content=b"") as response,
+    ):
+        assert response.headers["content-length"] == str(1 << 30)
+        with pytest.raises(httpx.ReadTimeout):
+            await read_all(response)
+    assert len(received) == 2500
+
+
+async def test_requests_on_one_connection_share_the_client_port(
+    http: httpx.AsyncClient,
+) -> None:
+    async with Receiver() as rx:
+        await http.post(rx.url, content=b"1")
+        await http.post(rx.url, content=b"2")
+        async with httpx.AsyncClient() as other:
+            await other.post(rx.url, content=b"3")
+    one, two, three = (r.client_port for r in rx.requests)
+    assert one == two != three
+    assert one > 0
+
+
 async def test_oversized_request_is_refused_unrecorded() -> None:
     async with Receiver() as rx:
         head = f"POST / HTTP/1.1\r\ncontent-length: {MAX_REQUEST_BYTES + 1}\r\n\r\n"

@@ -263,14 +263,17 @@ async def test_no_secret_store_sends_nothing(http: httpx.AsyncClient) -> None:
 
 async def test_endless_body_is_cut_off(http: httpx.AsyncClient, store: FileSecretStore) -> None:
     acts = SendActivities(http, store, timeout_seconds=5, excerpt_bytes=100)
-    # 1 GiB, paced so that reading it all would take minutes: only a capped read returns
-    # a 200 here; reading to the end would end in a timeout instead.
-    endless = Stream(total=1 << 30, chunk=MAX_RESPONSE_BYTES // 4, interval=0.01)
+    # Announces 1 GiB, sends the cap plus one chunk, then hangs: a read that stops at the
+    # cap returns a 200; one that reads further waits until the attempt times out.
+    chunk = MAX_RESPONSE_BYTES // 4
+    endless = Stream(total=1 << 30, chunk=chunk, stop_after=MAX_RESPONSE_BYTES + chunk)
     async with Receiver(scripted(endless)) as rx:
         result = await send_to(acts, rx)
-    assert result.status_code == 200
     assert result.error_kind is None
+    assert result.status_code == 200
     assert result.response_excerpt == "x" * 100
+    # A compressed body could expand past the cap: never ask for one.
+    assert rx.requests[0].headers["accept-encoding"] == "identity"
 
 
 async def test_excerpt_is_capped_at_excerpt_bytes(
@@ -298,12 +301,15 @@ async def test_non_utf8_excerpt_is_decoded_with_replacement(acts: SendActivities
     assert result.response_excerpt == "bad \ufffd\ufffd byte"
 
 
-async def test_connection_is_reused_after_a_capped_read(acts: SendActivities) -> None:
+async def test_a_response_read_to_its_end_leaves_the_connection_reusable(
+    acts: SendActivities,
+) -> None:
     async with Receiver(scripted(Respond(200, b"a"), Respond(200, b"b"))) as rx:
         first = await send_to(acts, rx)
         second = await send_to(acts, rx)
     assert (first.response_excerpt, second.response_excerpt) == ("a", "b")
-    assert len(rx.requests) == 2
+    one, two = rx.requests
+    assert one.client_port == two.client_port, "the second attempt opened a new connection"
 
 
 # --- parse_retry_after ----------------------------------------------------------------------

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -17,12 +18,15 @@ from pydantic import ValidationError
 from temporalio.client import Client
 
 from webhooks.cli.circuit import circuit_app
+from webhooks.cli.db import db_app
 from webhooks.cli.dlq import dlq_app
+from webhooks.cli.endpoint import endpoint_app
 from webhooks.cli.output import (
     CliError,
     JsonFlag,
     attempt_table,
     ensure_exists,
+    exit_now,
     out,
     parse_duration,
     print_json,
@@ -51,6 +55,8 @@ def _configure() -> None:
 
 app.add_typer(dlq_app, name="dlq")
 app.add_typer(circuit_app, name="circuit")
+app.add_typer(endpoint_app, name="endpoint")
+app.add_typer(db_app, name="db")
 
 
 @app.command()
@@ -155,21 +161,24 @@ def retry(
         out.print(f"signalled retry_now to {delivery_id}", highlight=False)
 
 
-async def serve_worker(client: Client, settings: Settings, stop: asyncio.Event) -> None:
-    """The worker, and the backlog gauges when this worker is the one to refresh them."""
-    from worker import run_worker
+async def serve_worker(
+    client: Client,
+    settings: Settings,
+    stop: asyncio.Event,
+    announce: Callable[[], None] | None = None,
+) -> None:
+    """Serve until `stop`: the worker, and the backlog gauges when this worker is the one
+    to refresh them. `announce` runs once the worker polls."""
+    from worker import running_worker
 
-    async def work() -> None:
-        try:
-            await run_worker(client, settings, stop)
-        finally:
-            stop.set()  # a worker that failed to start takes the gauges down with it
-
-    jobs = [work()]
-    if settings.gauges_interval_seconds:
-        gauges = BacklogGauges(client, task_queue=settings.task_queue)
-        jobs.append(gauges.run(settings.gauges_interval_seconds, stop))
-    await asyncio.gather(*jobs)
+    async with running_worker(client, settings):
+        if announce is not None:
+            announce()
+        if settings.gauges_interval_seconds:
+            gauges = BacklogGauges(client, task_queue=settings.task_queue)
+            await gauges.run(settings.gauges_interval_seconds, stop)
+        else:
+            await stop.wait()
 
 
 @app.command()
@@ -179,12 +188,17 @@ def worker() -> None:
     async def main() -> None:
         settings = Settings()
         client = await temporal_client(settings)
-        out.print(
-            f"worker on {settings.temporal_address} namespace {settings.temporal_namespace}, "
-            f"task queue {settings.task_queue!r}; Ctrl-C stops it",
-            highlight=False,
-        )
-        await serve_until_stopped(lambda stop: serve_worker(client, settings, stop))
+
+        def announce() -> None:
+            # Printed once polling: deploy scripts and tests wait for this line.
+            out.print(
+                f"worker polling on {settings.temporal_address} namespace "
+                f"{settings.temporal_namespace}, task queue {settings.task_queue!r}; "
+                "Ctrl-C (SIGTERM) stops it after in-flight sends finish",
+                highlight=False,
+            )
+
+        await serve_until_stopped(lambda stop: serve_worker(client, settings, stop, announce))
 
     run(main())
 
@@ -252,4 +266,12 @@ def schema() -> None:
 
 
 def main() -> None:
-    app()
+    """The `webhooks` entry point: exit with the command's own code, and never let the
+    SDK's teardown race change it (see `exit_now`)."""
+    try:
+        app()
+    except SystemExit as stop:
+        code = stop.code
+    else:
+        code = 0
+    exit_now(code if isinstance(code, int) else (0 if code is None else 1))

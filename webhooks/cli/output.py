@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import signal
+import sys
 from collections.abc import Awaitable, Callable, Coroutine
 from datetime import UTC, datetime
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
 from pydantic import BaseModel, TypeAdapter, ValidationError
@@ -19,6 +21,7 @@ from temporalio.service import RPCStatusCode
 from webhooks.config import Settings
 from webhooks.core.models import Attempt
 from webhooks.publisher import connect
+from webhooks.registry.errors import RegistryUnavailableError, SchemaVersionError
 from webhooks.secrets import SecretStoreError
 
 out = Console()
@@ -43,6 +46,8 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
         err.print(f"[red]error:[/] {e}", highlight=False)
     except RPCError as e:
         err.print(f"[red]error:[/] Temporal said: {e.message}", highlight=False)
+    except (RegistryUnavailableError, SchemaVersionError) as e:
+        err.print(f"[red]error:[/] {e}", highlight=False)
     except RuntimeError as e:
         # temporalio raises RuntimeError when it cannot connect.
         err.print(f"[red]error:[/] {e}", highlight=False)
@@ -119,9 +124,31 @@ def when(moment: datetime | None) -> str:
 
 
 async def serve_until_stopped(serve: Callable[[asyncio.Event], Awaitable[None]]) -> None:
-    """Run `serve(stop)` until SIGINT or SIGTERM sets `stop`."""
+    """Run `serve(stop)` until SIGINT or SIGTERM sets `stop`; `serve` then shuts down
+    gracefully. A second signal does not wait for that: the process ends at once, with
+    128 + the signal's number (what is in flight is retried by other workers)."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+
+    def on_signal(sig: signal.Signals) -> None:
+        if stop.is_set():
+            err.print(f"{sig.name} again: exiting now", highlight=False)
+            exit_now(128 + sig.value)
+        err.print(f"{sig.name}: finishing in-flight work (again to exit now)", highlight=False)
+        stop.set()
+
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, on_signal, sig)
     await serve(stop)
+
+
+def exit_now(code: int) -> NoReturn:
+    """End the process with `code` without running interpreter finalization.
+
+    The Temporal SDK's runtime threads can still be alive at exit; finalizing the
+    interpreter under them occasionally aborts the process (SIGABRT in PyGILState_Release)
+    after the command has succeeded. Output is flushed first; nothing else needs finalizing.
+    """
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

@@ -25,6 +25,8 @@ class ReceivedRequest:
     body: bytes
     received_at: float
     """`time.time()` when the request's body was complete."""
+    client_port: int = 0
+    """The sender's source port: two requests on one connection share it."""
 
 
 @dataclass(frozen=True)
@@ -48,11 +50,17 @@ class Drop:
 
 @dataclass(frozen=True)
 class Stream:
-    """Answer 200 and send `total` bytes in `chunk`-sized pieces, `interval` apart."""
+    """Answer 200 and send `total` bytes in `chunk`-sized pieces, `interval` apart.
+
+    With `stop_after`, announce `total` bytes but send only that many, then hold the
+    connection open until the client closes it: a client that reads past `stop_after`
+    waits forever (its timeout ends it), one that stops reading in time returns.
+    """
 
     total: int
     chunk: int = 65536
     interval: float = 0.0
+    stop_after: int | None = None
 
 
 Behavior = Respond | Hang | Drop | Stream
@@ -100,7 +108,10 @@ class Receiver(ConnectionServer):
             return False
         if raw is None:
             return False
-        request = ReceivedRequest(raw.method, raw.path, raw.headers, raw.body, time.time())
+        peer = writer.get_extra_info("peername")
+        request = ReceivedRequest(
+            raw.method, raw.path, raw.headers, raw.body, time.time(), client_port=peer[1]
+        )
         self.requests.append(request)
         behavior = self.responder(request)
         if self._on_request:
@@ -112,16 +123,18 @@ class Receiver(ConnectionServer):
                 return True
             case Hang(seconds):
                 await asyncio.sleep(seconds)
-            case Stream(total, chunk, interval):
+            case Stream(total, chunk, interval, stop_after):
                 writer.write(f"HTTP/1.1 200 OK\r\ncontent-length: {total}\r\n\r\n".encode())
-                sent = 0
-                while sent < total:
-                    piece = min(chunk, total - sent)
+                sent, end = 0, min(total, stop_after if stop_after is not None else total)
+                while sent < end:
+                    piece = min(chunk, end - sent)
                     writer.write(b"x" * piece)
                     await writer.drain()
                     sent += piece
                     if interval:
                         await asyncio.sleep(interval)
+                if sent < total:
+                    await reader.read()  # Until the client gives up and closes.
             case Drop():
                 pass
         return False

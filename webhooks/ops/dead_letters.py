@@ -124,15 +124,19 @@ async def signal_each(
     """Signal every dead letter at most `per_second` times a second.
 
     The rate limit protects the endpoint: a redelivery's first attempt follows its signal
-    at once. Interrupting and re-running is safe: closed dead letters are not listed again,
-    and a dead letter ignores a second action.
+    at once. Each signal waits `1 / per_second` after the previous one went out, so a slow
+    call delays the rest instead of being made up for by a burst. Interrupting and
+    re-running is safe: closed dead letters are not listed again, and a dead letter ignores
+    a second action.
     """
     summary = BulkSummary()
-    started = time.monotonic()
-    for index, workflow_id in enumerate(ids):
-        delay = started + index / per_second - time.monotonic()
-        if delay > 0:
-            await asyncio.sleep(delay)
+    previous: float | None = None
+    for workflow_id in ids:
+        if previous is not None:
+            delay = previous + 1 / per_second - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+        previous = time.monotonic()
         try:
             await client.get_workflow_handle(workflow_id).signal(signal, arg)
             summary.signalled.append(workflow_id)
