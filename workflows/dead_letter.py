@@ -13,7 +13,6 @@ from datetime import timedelta
 from pydantic import ValidationError
 from temporalio import workflow
 from temporalio.common import (
-    MetricCounter,
     SearchAttributePair,
     TypedSearchAttributes,
     WorkflowIDReusePolicy,
@@ -33,6 +32,7 @@ with workflow.unsafe.imports_passed_through():
         RedeliverRequest,
     )
     from webhooks.core.names import DEAD_LETTER_WORKFLOW, DELIVERY_WORKFLOW
+    from workflows.telemetry import counter
 
 START_RETRY_INTERVAL = timedelta(seconds=1)
 START_RETRY_MAX_INTERVAL = timedelta(minutes=5)
@@ -52,7 +52,7 @@ class DeadLetter:
     @workflow.run
     async def run(self, entry: DeadLetterEntry) -> DeadLetterView:
         # Counters (not emitted on replay): open dead letters = opened - closed, per reason.
-        _counter(metrics.DEAD_LETTERS_OPENED).add(1, {"reason": entry.reason.value})
+        counter(metrics.DEAD_LETTERS_OPENED).add(1, {"reason": entry.reason.value})
         try:
             await workflow.wait_condition(
                 lambda: self._acted,
@@ -138,12 +138,7 @@ class DeadLetter:
             update={"state": state, "acted_by": by, "acted_at": workflow.now(), "note": note}
         )
         workflow.upsert_search_attributes([sa.STATUS.value_set(state.value)])
-        _counter(metrics.DEAD_LETTERS_CLOSED).add(
+        counter(metrics.DEAD_LETTERS_CLOSED).add(
             1, {"reason": self._view.entry.reason.value, "state": state.value}
         )
         return self._view
-
-
-def _counter(metric: metrics.Metric) -> MetricCounter:
-    """A replay-safe counter from the workflow's meter (not emitted again on replay)."""
-    return workflow.metric_meter().create_counter(metric.name, metric.description, metric.unit)

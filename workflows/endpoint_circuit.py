@@ -29,6 +29,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from webhooks.core.models import Gate
     from webhooks.core.names import CIRCUIT_WORKFLOW
+    from workflows.telemetry import counter
 
 
 # A malformed input (say, from a non-Python publisher) fails the workflow with the
@@ -152,10 +153,7 @@ class EndpointCircuit:
         workflow.logger.warning(
             "endpoint %s circuit %s -> %s", self._input.endpoint_id, old.value, new.value
         )
-        transitions = metrics.CIRCUIT_TRANSITIONS
-        workflow.metric_meter().create_counter(
-            transitions.name, transitions.description, transitions.unit
-        ).add(1, {"to": new.value})
+        counter(metrics.CIRCUIT_TRANSITIONS).add(1, {"to": new.value})
         if new in (CircuitPhase.CLOSED, CircuitPhase.DISABLED):
             # Waiting deliveries go now: to the endpoint when it recovered, to the
             # dead-letter queue when it was disabled. Paced by the activity.
