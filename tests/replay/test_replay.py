@@ -61,8 +61,11 @@ def test_every_workflow_type_the_worker_runs_has_required_scenarios() -> None:
 
 
 def test_the_recorded_scenarios_are_all_there() -> None:
+    # A scenario counts wherever it was recorded: at the top level (current code) or in a
+    # dated folder (the code before a change, until the change's own recording lands).
     required = {f"{kind}-{scenario}" for kind, names in SCENARIOS.items() for scenario in names}
-    assert required <= set(HISTORIES), sorted(required - set(HISTORIES))
+    recorded = {name.rsplit("/", 1)[-1] for name in HISTORIES}
+    assert required <= recorded, sorted(required - recorded)
 
 
 @pytest.mark.parametrize("name", HISTORIES)
