@@ -66,6 +66,10 @@ class Settings(BaseSettings):
     log_format: Literal["text", "json"] = "text"
     """`json`: one JSON object per line with the delivery's fields (webhooks/logs.py)."""
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    operations_account_id: str | None = None
+    """StreamPay's own account: its registry endpoints get the operational events."""
+    dead_letter_expiry_warning_seconds: float = Field(default=3 * 86400, ge=0)
+    """Send `dead_letter.expiring` this long before an open dead letter expires."""
     gauges_interval_seconds: float | None = Field(default=None, ge=1)
     """Refresh the backlog gauges from visibility this often; set it on one worker only."""
     circuit_enabled: bool = True
