@@ -42,6 +42,7 @@ from webhooks.core.events import validate_event_data
 from webhooks.core.ids import delivery_id as make_delivery_id
 from webhooks.core.models import DeliveryOptions, DeliveryRequest, DeliveryState, RetrySchedule
 from webhooks.core.names import DEFAULT_TASK_QUEUE, DELIVERY_WORKFLOW
+from webhooks.core.summaries import static_details
 from webhooks.secrets import FileSecretStore
 from webhooks.tracing import client_interceptors, tracer_of
 
@@ -197,6 +198,12 @@ class WebhookPublisher:
                     ]
                 ),
                 static_summary=f"{request.event_type} -> {request.endpoint_id}",
+                static_details=static_details(
+                    endpoint_id=request.endpoint_id,
+                    event_id=request.event_id,
+                    event_type=request.event_type,
+                    host=urlsplit(request.url).hostname,
+                ),
                 # Only takes effect when a worker shares this client: the first workflow
                 # task then runs in-process without a round trip through the server.
                 request_eager_start=True,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import signal
 import sys
@@ -24,6 +25,7 @@ from webhooks.publisher import connect
 from webhooks.registry.errors import RegistryUnavailableError, SchemaVersionError
 from webhooks.secrets import SecretStoreError
 
+log = logging.getLogger("webhooks.cli")
 out = Console()
 err = Console(stderr=True)
 T = TypeVar("T")
@@ -131,10 +133,11 @@ async def serve_until_stopped(serve: Callable[[asyncio.Event], Awaitable[None]])
     loop = asyncio.get_running_loop()
 
     def on_signal(sig: signal.Signals) -> None:
+        # Logged, not printed: with WEBHOOKS_LOG_FORMAT=json stderr stays JSON lines.
         if stop.is_set():
-            err.print(f"{sig.name} again: exiting now", highlight=False)
+            log.warning("%s again: exiting now", sig.name)
             exit_now(128 + sig.value)
-        err.print(f"{sig.name}: finishing in-flight work (again to exit now)", highlight=False)
+        log.warning("%s: finishing in-flight work (again to exit now)", sig.name)
         stop.set()
 
     for sig in (signal.SIGINT, signal.SIGTERM):
