@@ -23,13 +23,16 @@ from temporalio.worker import Worker
 from activities.bulk import BulkActivities
 from activities.circuit_view import CircuitActivities, CircuitView
 from activities.endpoint_cache import EndpointCache
+from activities.operational import OperationalEvents
 from activities.safe_transport import DestinationPolicy
 from activities.send import SendActivities, new_http_client
+from activities.tracing import AttemptSpans, instrument
 from webhooks.config import Settings
 from webhooks.core import search_attributes as sa
 from webhooks.registry.crypto import SecretKeyRing
 from webhooks.registry.errors import SecretKeysError
 from webhooks.registry.service import open_registry
+from webhooks.tracing import tracer_of
 from workflows.bulk_dead_letters import BulkDeadLetterAction
 from workflows.dead_letter import DeadLetter
 from workflows.delivery import WebhookDelivery
@@ -112,6 +115,9 @@ async def running_worker(client: Client, settings: Settings) -> AsyncIterator[Wo
             else nullcontext()
         ) as view,
     ):
+        tracer = tracer_of(client)
+        if tracer is not None:
+            instrument(http, send_traceparent=settings.send_traceparent)
         sender = SendActivities(
             http,
             EndpointCache(
@@ -127,7 +133,13 @@ async def running_worker(client: Client, settings: Settings) -> AsyncIterator[Wo
             client,
             task_queue=settings.task_queue,
             workflows=list(WORKFLOWS),
-            activities=[sender.send_webhook, CircuitActivities(client).wake_deliveries],
+            activities=[
+                sender.send_webhook,
+                CircuitActivities(client).wake_deliveries,
+                operational_events(settings).publish_operational_event,
+            ],
+            # Temporal's TracingInterceptor comes from the client; this adds the attempt span.
+            interceptors=[AttemptSpans(tracer)] if tracer is not None else [],
             # On shutdown (a rolling deploy's SIGTERM) in-flight sends get their whole HTTP
             # timeout to finish instead of being cancelled and sent again by another worker.
             graceful_shutdown_timeout=graceful_shutdown_timeout(settings),
@@ -151,6 +163,17 @@ def graceful_shutdown_timeout(settings: Settings) -> timedelta:
     """How long a stopping worker lets in-flight sends run: one whole attempt, plus a
     moment to report its result."""
     return timedelta(seconds=settings.http_timeout_seconds + SHUTDOWN_MARGIN_SECONDS)
+
+
+def operational_events(settings: Settings) -> OperationalEvents:
+    """The operational-event activity; without an operations account it publishes nothing
+    (it is registered all the same: dead letters and circuits always call it)."""
+    return OperationalEvents(
+        operations_account=settings.operations_account_id,
+        publish=None,
+        account_of=None,
+        expiry_warning_seconds=settings.dead_letter_expiry_warning_seconds,
+    )
 
 
 async def run_worker(client: Client, settings: Settings, stop: asyncio.Event) -> None:

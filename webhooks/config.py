@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -59,9 +59,27 @@ class Settings(BaseSettings):
     max_connections: int = Field(default=200, ge=1)
     metrics_bind_address: str | None = None
     """Serve Prometheus metrics on this `host:port` (e.g. `0.0.0.0:9464`)."""
+    send_traceparent: bool = False
+    """With tracing on, send customers a W3C `traceparent` header on every attempt."""
+    log_format: Literal["text", "json"] = "text"
+    """`json`: one JSON object per line with the delivery's fields (webhooks/logs.py)."""
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    operations_account_id: str | None = None
+    """StreamPay's own account: its registry endpoints get the operational events."""
+    dead_letter_expiry_warning_seconds: float = Field(default=3 * 86400, ge=0)
+    """Send `dead_letter.expiring` this long before an open dead letter expires."""
+    gauges_interval_seconds: float | None = Field(default=None, ge=1)
+    """Refresh the backlog gauges from visibility this often; set it on one worker only."""
     circuit_enabled: bool = True
     circuit: CircuitConfig = CircuitConfig()
     """Per-endpoint circuit breaker, e.g. `WEBHOOKS_CIRCUIT__COOLDOWN_SECONDS=60`."""
+
+    @field_validator("log_format", "log_level", mode="before")
+    @classmethod
+    def _case(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        return value.lower() if value.lower() in ("text", "json") else value.upper()
 
     @field_validator("allowed_networks", mode="before")
     @classmethod

@@ -34,7 +34,9 @@ import json
 import uuid
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlsplit
 
+from opentelemetry.trace import SpanKind
 from pydantic import BaseModel
 from temporalio.client import Client
 from temporalio.common import (
@@ -50,14 +52,17 @@ from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 
 from webhooks.codec import codec_from_settings
 from webhooks.config import Settings
+from webhooks.core import metrics
 from webhooks.core import search_attributes as sa
 from webhooks.core.events import validate_event_data
 from webhooks.core.ids import delivery_id as make_delivery_id
 from webhooks.core.models import DeliveryOptions, DeliveryRequest, DeliveryState, RetrySchedule
 from webhooks.core.names import DEFAULT_TASK_QUEUE, DELIVERY_WORKFLOW
+from webhooks.core.summaries import static_details
 from webhooks.registry.errors import RegistryError
 from webhooks.registry.models import Endpoint
 from webhooks.registry.service import EndpointRegistry
+from webhooks.tracing import client_interceptors, tracer_of
 
 
 def data_converter(settings: Settings) -> DataConverter:
@@ -74,21 +79,27 @@ def data_converter(settings: Settings) -> DataConverter:
 
 
 async def connect(settings: Settings) -> Client:
-    """A client with the data converter every worker and publisher must share."""
+    """A client with the data converter every worker and publisher must share, traced
+    when the OTEL_* variables turn tracing on (`webhooks.tracing`)."""
     return await Client.connect(
         settings.temporal_address,
         namespace=settings.temporal_namespace,
         data_converter=data_converter(settings),
         runtime=metrics_runtime(settings.metrics_bind_address),
+        interceptors=client_interceptors(),
     )
 
 
 @functools.cache
 def metrics_runtime(bind_address: str | None) -> Runtime | None:
-    """One runtime per process serving Prometheus metrics (SDK and product counters)."""
+    """One runtime per process serving Prometheus metrics (SDK and product metrics); the
+    product's histograms get buckets in seconds (the runtime's defaults are milliseconds)."""
     if not bind_address:
         return None
-    return Runtime(telemetry=TelemetryConfig(metrics=PrometheusConfig(bind_address=bind_address)))
+    prometheus = PrometheusConfig(
+        bind_address=bind_address, histogram_bucket_overrides=metrics.BUCKETS
+    )
+    return Runtime(telemetry=TelemetryConfig(metrics=prometheus))
 
 
 def event_body(event_id: str, event_type: str, timestamp: datetime, data: Any) -> str:
@@ -167,6 +178,7 @@ class WebhookPublisher:
         self._client = client
         self._registry = registry
         self._task_queue = task_queue
+        self._tracer = tracer_of(client)
 
     async def publish(
         self,
@@ -225,7 +237,8 @@ class WebhookPublisher:
             dead_letter_on_4xx=dead_letter_on_4xx,
             timestamp=timestamp,
         )
-        return Published(request.delivery_id, endpoint.id, await self._start(request))
+        created = await self._start(request, host=urlsplit(endpoint.url).hostname)
+        return Published(request.delivery_id, endpoint.id, created)
 
     async def publish_event(
         self,
@@ -284,20 +297,37 @@ class WebhookPublisher:
         ]
         limit = asyncio.Semaphore(FAN_OUT_CONCURRENCY)
 
-        async def start(request: DeliveryRequest) -> Published:
+        async def start(request: DeliveryRequest, endpoint: Endpoint) -> Published:
             async with limit:
-                created = await self._start(request)
+                created = await self._start(request, host=urlsplit(endpoint.url).hostname)
             return Published(request.delivery_id, request.endpoint_id, created)
 
-        return list(await asyncio.gather(*(start(r) for r in requests)))
+        return list(await asyncio.gather(*map(start, requests, endpoints)))
 
     async def start(self, request: DeliveryRequest) -> str:
         """Start (or find) the delivery of an already-built request."""
         await self._start(request)
         return request.delivery_id
 
-    async def _start(self, request: DeliveryRequest) -> bool:
-        """Start the delivery; False if one with its id runs or ran (within retention)."""
+    async def _start(self, request: DeliveryRequest, *, host: str | None = None) -> bool:
+        """Start the delivery; False if one with its id runs or ran (within retention).
+        `host` (of the endpoint's URL) is shown in the Temporal UI's static details."""
+        if self._tracer is None:
+            return await self._start_workflow(request, host)
+        # The root of the delivery's trace: the workflow and every attempt hang below it.
+        with self._tracer.start_as_current_span(
+            "webhooks.publish",
+            kind=SpanKind.PRODUCER,
+            attributes={
+                "webhooks.delivery_id": request.delivery_id,
+                "webhooks.endpoint_id": request.endpoint_id,
+                "webhooks.event_id": request.event_id,
+                "webhooks.event_type": request.event_type,
+            },
+        ):
+            return await self._start_workflow(request, host)
+
+    async def _start_workflow(self, request: DeliveryRequest, host: str | None) -> bool:
         try:
             await self._client.start_workflow(
                 DELIVERY_WORKFLOW,
@@ -313,6 +343,12 @@ class WebhookPublisher:
                     ]
                 ),
                 static_summary=f"{request.event_type} -> {request.endpoint_id}",
+                static_details=static_details(
+                    endpoint_id=request.endpoint_id,
+                    event_id=request.event_id,
+                    event_type=request.event_type,
+                    host=host or (urlsplit(request.url).hostname if request.url else None),
+                ),
                 # Only takes effect when a worker shares this client: the first workflow
                 # task then runs in-process without a round trip through the server.
                 request_eager_start=True,

@@ -8,15 +8,21 @@ ignored, so two operators racing cannot deliver twice.
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from pydantic import ValidationError
 from temporalio import workflow
-from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
+from temporalio.common import (
+    SearchAttributePair,
+    TypedSearchAttributes,
+    WorkflowIDReusePolicy,
+)
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
 with workflow.unsafe.imports_passed_through():
+    from webhooks.core import metrics, operational
     from webhooks.core import search_attributes as sa
+    from webhooks.core.events import EventData
     from webhooks.core.models import (
         DeadLetterEntry,
         DeadLetterState,
@@ -27,6 +33,9 @@ with workflow.unsafe.imports_passed_through():
         RedeliverRequest,
     )
     from webhooks.core.names import DEAD_LETTER_WORKFLOW, DELIVERY_WORKFLOW
+    from webhooks.core.operational import OperationalConfig, OperationalType
+    from workflows.operational import emit
+    from workflows.telemetry import counter
 
 START_RETRY_INTERVAL = timedelta(seconds=1)
 START_RETRY_MAX_INTERVAL = timedelta(minutes=5)
@@ -46,15 +55,8 @@ class DeadLetter:
     @workflow.run
     async def run(self, entry: DeadLetterEntry) -> DeadLetterView:
         # Counters (not emitted on replay): open dead letters = opened - closed, per reason.
-        workflow.metric_meter().create_counter(
-            "webhooks_dead_letters_opened", "Dead letters opened", "1"
-        ).add(1, {"reason": entry.reason.value})
-        try:
-            await workflow.wait_condition(
-                lambda: self._acted,
-                timeout=timedelta(seconds=entry.retention_seconds),
-            )
-        except TimeoutError:
+        counter(metrics.DEAD_LETTERS_OPENED).add(1, {"reason": entry.reason.value})
+        if not await self._wait_for_action(entry):
             return self._close(DeadLetterState.EXPIRED, "system", "retention period elapsed")
         if self._redeliver is not None:
             return await self._start_redelivery(self._redeliver)
@@ -62,6 +64,59 @@ class DeadLetter:
         return self._close(
             DeadLetterState.DISCARDED, self._discard.requested_by, self._discard.reason
         )
+
+    async def _wait_for_action(self, entry: DeadLetterEntry) -> bool:
+        """Wait for `redeliver` or `discard` until the retention ends; False if it did.
+
+        StreamPay's operations endpoints hear of the dead letter, and again a warning
+        period before it expires (`webhooks.core.operational`)."""
+        expires_at = workflow.now() + timedelta(seconds=entry.retention_seconds)
+        if workflow.patched(operational.PATCH):
+            config = await self._tell(operational.DELIVERY_DEAD_LETTERED, entry, expires_at)
+            warn_at = expires_at - timedelta(seconds=config.expiry_warning_seconds)
+            if config.enabled and warn_at > workflow.now():
+                if await self._acted_before(warn_at):
+                    return True
+                await self._tell(operational.DEAD_LETTER_EXPIRING, entry, expires_at)
+        return await self._acted_before(expires_at)
+
+    async def _acted_before(self, deadline: datetime) -> bool:
+        try:
+            await workflow.wait_condition(
+                lambda: self._acted, timeout=max(deadline - workflow.now(), timedelta(0))
+            )
+        except TimeoutError:
+            return False
+        return True
+
+    async def _tell(
+        self, event_type: OperationalType, entry: DeadLetterEntry, expires_at: datetime
+    ) -> OperationalConfig:
+        request = entry.request
+        data: EventData
+        if event_type == operational.DELIVERY_DEAD_LETTERED:
+            data = operational.DeliveryDeadLettered(
+                endpoint_id=request.endpoint_id,
+                delivery_id=request.delivery_id,
+                dead_letter_id=entry.dead_letter_id,
+                event_id=request.event_id,
+                event_type=request.event_type,
+                reason=entry.reason,
+                attempts=len(entry.attempts),
+                dead_lettered_at=entry.dead_lettered_at,
+                expires_at=expires_at,
+            )
+        else:
+            data = operational.DeadLetterExpiring(
+                endpoint_id=request.endpoint_id,
+                delivery_id=request.delivery_id,
+                dead_letter_id=entry.dead_letter_id,
+                event_type=request.event_type,
+                reason=entry.reason,
+                expires_at=expires_at,
+            )
+        event_id = f"{entry.dead_letter_id}.{event_type}"
+        return await emit(operational.event(event_type, event_id, data))
 
     @property
     def _acted(self) -> bool:
@@ -137,7 +192,7 @@ class DeadLetter:
             update={"state": state, "acted_by": by, "acted_at": workflow.now(), "note": note}
         )
         workflow.upsert_search_attributes([sa.STATUS.value_set(state.value)])
-        workflow.metric_meter().create_counter(
-            "webhooks_dead_letters_closed", "Dead letters closed", "1"
-        ).add(1, {"reason": self._view.entry.reason.value, "state": state.value})
+        counter(metrics.DEAD_LETTERS_CLOSED).add(
+            1, {"reason": self._view.entry.reason.value, "state": state.value}
+        )
         return self._view

@@ -17,6 +17,7 @@ from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
     from activities.circuit_view import CircuitActivities
+    from webhooks.core import metrics, operational
     from webhooks.core import search_attributes as sa
     from webhooks.core.circuit import (
         Circuit,
@@ -28,6 +29,8 @@ with workflow.unsafe.imports_passed_through():
     )
     from webhooks.core.models import Gate
     from webhooks.core.names import CIRCUIT_WORKFLOW
+    from workflows.operational import emit
+    from workflows.telemetry import counter
 
 
 # A malformed input (say, from a non-Python publisher) fails the workflow with the
@@ -41,6 +44,8 @@ class EndpointCircuit:
         self._input = input
         self._changed = False
         self._phase = snapshot.phase
+        self._by_operator = False
+        """Whether the pending change came from the `disable` signal (not automatic)."""
 
     @workflow.run
     async def run(self, input: CircuitInput) -> CircuitSnapshot:
@@ -90,6 +95,7 @@ class EndpointCircuit:
     @workflow.signal(name="disable")
     def disable(self, request: OperatorRequest | None = None) -> None:
         reason = (request.reason if request else "") or "disabled by an operator"
+        self._by_operator = True
         self._operator("disable", request, lambda: self._circuit.disable(reason))
 
     @workflow.signal(name="enable")
@@ -151,9 +157,20 @@ class EndpointCircuit:
         workflow.logger.warning(
             "endpoint %s circuit %s -> %s", self._input.endpoint_id, old.value, new.value
         )
-        workflow.metric_meter().create_counter(
-            "webhooks_circuit_transitions", "Circuit phase changes", "1"
-        ).add(1, {"to": new.value})
+        counter(metrics.CIRCUIT_TRANSITIONS).add(1, {"to": new.value})
+        if workflow.patched(operational.PATCH):
+            info = workflow.info()
+            event = operational.circuit_event(
+                old,
+                self._circuit.s,
+                workflow.now(),
+                # Unique per change and the same on replay: the run and where it is.
+                event_id=f"{info.workflow_id}.{info.run_id}.{info.get_current_history_length()}",
+                by_operator=self._by_operator,
+            )
+            if event is not None:
+                await emit(event)
+        self._by_operator = False
         if new in (CircuitPhase.CLOSED, CircuitPhase.DISABLED):
             # Waiting deliveries go now: to the endpoint when it recovered, to the
             # dead-letter queue when it was disabled. Paced by the activity.

@@ -17,7 +17,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 
-FOUNDATION = ("webhooks.config", "webhooks.codec")
+FOUNDATION = ("webhooks.config", "webhooks.codec", "webhooks.logs", "webhooks.tracing")
 """Settings and plumbing that workers and publishers share; they sit just above core."""
 
 REGISTRY = "webhooks.registry"
@@ -26,6 +26,8 @@ REGISTRY = "webhooks.registry"
 LAYERS: dict[str, tuple[str, ...]] = {
     "webhooks.core": ("webhooks.core",),
     **dict.fromkeys(FOUNDATION, ("webhooks.core", *FOUNDATION)),
+    "webhooks.logs": ("webhooks.core", "webhooks.config"),
+    "webhooks.tracing": ("webhooks.core", "webhooks.config"),
     REGISTRY: ("webhooks.core", *FOUNDATION, REGISTRY),
     "activities": ("webhooks.core", *FOUNDATION, REGISTRY, "activities"),
     "workflows": ("webhooks.core", "activities", "workflows"),
@@ -117,6 +119,7 @@ def test_every_module_has_a_layer() -> None:
         ("webhooks.core.bulk", "from webhooks.ops.bulk import start_bulk"),
         ("activities.bulk", "from webhooks.ops.dead_letters import act_on"),
         ("webhooks.config", "from webhooks.publisher import connect"),
+        ("webhooks.logs", "from webhooks.codec import PayloadCodec"),
         ("webhooks.registry.store", "from activities.send import SendActivities"),
         ("webhooks.registry.service", "from webhooks.publisher import connect"),
         ("workflows.delivery", "from webhooks.registry.service import EndpointRegistry"),
@@ -135,6 +138,7 @@ def test_a_forbidden_import_is_caught(module: str, source: str) -> None:
         ("webhooks.cli.app", "from worker import run_worker"),
         ("webhooks.dev.demo", "from webhooks.cli.output import out"),
         ("webhooks.core.policy", "import httpx"),
+        ("worker", "from webhooks.logs import configure_logging"),
         ("activities.send", "from webhooks.registry.service import EndpointRegistry"),
         ("webhooks.registry.crypto", "from webhooks.codec import parse_keys"),
         ("webhooks.publisher", "from webhooks.registry.service import open_registry"),

@@ -7,13 +7,17 @@ renders the answer as a table or, with `--json`, as JSON.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import json
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
 import typer
+from pydantic import ValidationError
+from temporalio.client import Client
 
 from webhooks.cli.circuit import circuit_app
 from webhooks.cli.console import console_app
@@ -37,12 +41,23 @@ from webhooks.cli.output import (
 )
 from webhooks.config import Settings
 from webhooks.core.models import Attempt, DeliveryRequest, DeliveryStatus, RetrySchedule
+from webhooks.logs import configure_logging
+from webhooks.ops.gauges import BacklogGauges
 from webhooks.publisher import Published, WebhookPublisher
 from webhooks.registry.service import open_registry
 
 app = typer.Typer(
     no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False, help=__doc__
 )
+
+
+@app.callback()
+def _configure() -> None:
+    # Logs (WEBHOOKS_LOG_FORMAT, WEBHOOKS_LOG_LEVEL) go to stderr; stdout stays the output.
+    with contextlib.suppress(ValidationError):  # the command itself reports bad settings
+        configure_logging(Settings())
+
+
 app.add_typer(dlq_app, name="dlq")
 app.add_typer(circuit_app, name="circuit")
 app.add_typer(console_app, name="console")
@@ -178,29 +193,49 @@ def retry(
         out.print(f"signalled retry_now to {delivery_id}", highlight=False)
 
 
+async def serve_worker(
+    client: Client,
+    settings: Settings,
+    stop: asyncio.Event,
+    announce: Callable[[], None] | None = None,
+) -> None:
+    """Serve until `stop`: the worker, and the backlog gauges when this worker is the one
+    to refresh them. `announce` runs once the worker polls."""
+    from worker import running_worker
+
+    async with running_worker(client, settings):
+        if announce is not None:
+            announce()
+        if settings.gauges_interval_seconds:
+            gauges = BacklogGauges(client, task_queue=settings.task_queue)
+            await gauges.run(settings.gauges_interval_seconds, stop)
+        else:
+            await stop.wait()
+
+
 @app.command()
 def worker() -> None:
     """Run a worker against TEMPORAL_ADDRESS / TEMPORAL_NAMESPACE until Ctrl-C."""
-    from worker import SHUTDOWN_MARGIN_SECONDS, graceful_shutdown_timeout, running_worker
+    from worker import SHUTDOWN_MARGIN_SECONDS, graceful_shutdown_timeout
 
     async def main() -> None:
         settings = Settings()
         client = await temporal_client(settings)
 
-        async def serve(stop: asyncio.Event) -> None:
-            async with running_worker(client, settings):
-                # Printed once polling: deploy scripts and tests wait for this line.
-                out.print(
-                    f"worker polling on {settings.temporal_address} namespace "
-                    f"{settings.temporal_namespace}, task queue {settings.task_queue!r}; "
-                    "Ctrl-C (SIGTERM) stops it after in-flight sends finish",
-                    highlight=False,
-                )
-                await stop.wait()
+        def announce() -> None:
+            # Printed once polling: deploy scripts and tests wait for this line.
+            out.print(
+                f"worker polling on {settings.temporal_address} namespace "
+                f"{settings.temporal_namespace}, task queue {settings.task_queue!r}; "
+                "Ctrl-C (SIGTERM) stops it after in-flight sends finish",
+                highlight=False,
+            )
 
         # A worker whose polls hang (say, on a server that restarted) still leaves in time.
         limit = graceful_shutdown_timeout(settings).total_seconds() + SHUTDOWN_MARGIN_SECONDS
-        await serve_until_stopped(serve, deadline=limit)
+        await serve_until_stopped(
+            lambda stop: serve_worker(client, settings, stop, announce), deadline=limit
+        )
 
     run(main())
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import signal
 import sys
@@ -22,7 +23,9 @@ from webhooks.config import Settings
 from webhooks.core.models import Attempt
 from webhooks.publisher import connect
 from webhooks.registry.errors import RegistryUnavailableError, SchemaVersionError
+from webhooks.tracing import flush_tracing
 
+log = logging.getLogger("webhooks.cli")
 out = Console()
 err = Console(stderr=True)
 T = TypeVar("T")
@@ -137,10 +140,11 @@ async def serve_until_stopped(
         exit_now(0)
 
     def on_signal(sig: signal.Signals) -> None:
+        # Logged, not printed: with WEBHOOKS_LOG_FORMAT=json stderr stays JSON lines.
         if stop.is_set():
-            err.print(f"{sig.name} again: exiting now", highlight=False)
+            log.warning("%s again: exiting now", sig.name)
             exit_now(128 + sig.value)
-        err.print(f"{sig.name}: finishing in-flight work (again to exit now)", highlight=False)
+        log.warning("%s: finishing in-flight work (again to exit now)", sig.name)
         stop.set()
         if deadline is not None:
             loop.call_later(deadline, on_deadline)
@@ -155,8 +159,10 @@ def exit_now(code: int) -> NoReturn:
 
     The Temporal SDK's runtime threads can still be alive at exit; finalizing the
     interpreter under them occasionally aborts the process (SIGABRT in PyGILState_Release)
-    after the command has succeeded. Output is flushed first; nothing else needs finalizing.
+    after the command has succeeded. Output and buffered trace spans are flushed first;
+    nothing else needs finalizing.
     """
+    flush_tracing()
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)

@@ -34,6 +34,8 @@ class DeadLetterFilter:
     since: datetime | None = None
     until: datetime | None = None
     state: DeadLetterState | None = DeadLetterState.OPEN
+    task_queue: str | None = None
+    """One deployment's dead letters, when several share a namespace."""
 
     def query(self) -> str:
         """The visibility query, usable as is with `temporal workflow list --query`."""
@@ -47,6 +49,8 @@ class DeadLetterFilter:
         if self.reason:
             clauses.append(f"{sa.DEAD_LETTER_REASON.name}={quote(self.reason.value)}")
         clauses += _time_clauses(self.since, self.until)
+        if self.task_queue:
+            clauses.append(f"TaskQueue={quote(self.task_queue)}")
         return " AND ".join(clauses)
 
 

@@ -11,7 +11,7 @@ import asyncio
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from temporalio.client import Client, RPCError, WorkflowExecution
@@ -55,20 +55,16 @@ def count_by_reason(rows: list[DeadLetterRow]) -> dict[str, int]:
     return dict(sorted(counts.items(), key=lambda item: (-item[1], item[0])))
 
 
-async def count_open_by_reason(client: Client, where: DeadLetterFilter) -> dict[str, int]:
-    """Server-side counts per reason (no listing), for alerting on open dead letters."""
+async def count_open_by_reason(
+    client: Client, where: DeadLetterFilter, *, zeros: bool = False
+) -> dict[str, int]:
+    """Server-side counts per reason (no listing), for alerting on open dead letters;
+    reasons with none are left out unless `zeros`."""
     counts: dict[str, int] = {}
     for reason in DeadLetterReason:
-        scoped = DeadLetterFilter(
-            endpoint_id=where.endpoint_id,
-            event_type=where.event_type,
-            reason=reason,
-            since=where.since,
-            until=where.until,
-            state=DeadLetterState.OPEN,
-        )
+        scoped = replace(where, reason=reason, state=DeadLetterState.OPEN)
         count = (await client.count_workflows(scoped.query())).count
-        if count:
+        if count or zeros:
             counts[reason.value] = count
     return counts
 
