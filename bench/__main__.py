@@ -21,6 +21,7 @@ import json
 import os
 import resource
 import signal
+import socket
 import statistics
 import sys
 import sysconfig
@@ -45,7 +46,7 @@ from webhooks.core.ids import delivery_id
 from webhooks.core.names import DELIVERY_WORKFLOW
 from webhooks.dev.devserver import SQLITE_PRAGMAS
 from webhooks.dev.receiver import Behavior, ReceivedRequest, Receiver
-from webhooks.publisher import WebhookPublisher, event_body
+from webhooks.publisher import WebhookPublisher, connect, event_body
 from worker import running_worker
 
 BIN = Path(sysconfig.get_path("scripts"))
@@ -312,6 +313,13 @@ def _percentile(sorted_values: list[float], pct: float) -> float:
     return sorted_values[min(rank, len(sorted_values)) - 1]
 
 
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
 def _precompile() -> None:
     """Deployed workers run from bytecode (pip compiles on install). Without .pyc files
     (a fresh checkout, PYTHONDONTWRITEBYTECODE=1) the workflow sandbox compiles the workflow
@@ -458,6 +466,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--concurrency", type=int, default=64, help="publishes in flight")
     parser.add_argument("--quick", action="store_true", help="smoke run: n=300, latency-n=100")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    parser.add_argument(
+        "--metrics",
+        action="store_true",
+        help="serve Prometheus metrics from the bench's client, as a deployed worker does",
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.n, args.latency_n, args.rounds = 300, 100, 1
@@ -484,7 +497,16 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             dev_server_extra_args=SQLITE_PRAGMAS,
         )
         try:
-            bench = Bench(env.client, secrets_file, args)
+            client = env.client
+            if args.metrics:
+                # Everything (SDK and product metrics) recorded and served, as in production.
+                client = await connect(
+                    Settings(
+                        temporal_address=env.client.service_client.config.target_host,
+                        metrics_bind_address=f"127.0.0.1:{_free_port()}",
+                    )
+                )
+            bench = Bench(client, secrets_file, args)
             async with Receiver(on_request=bench.on_request) as receiver:
                 bench.receiver = receiver
                 phases: list[Phase] = []
@@ -500,6 +522,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         finally:
             await env.shutdown()
     config = {
+        "metrics": args.metrics,
         "n": args.n,
         "latency_n": args.latency_n,
         "rounds": args.rounds,
