@@ -25,7 +25,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from temporalio import activity
-from temporalio.client import Client, RPCError, WorkflowUpdateFailedError
+from temporalio.client import (
+    Client,
+    RPCError,
+    WorkflowExecutionStatus,
+    WorkflowUpdateFailedError,
+)
 from temporalio.service import RPCStatusCode
 
 from webhooks.core import search_attributes as sa
@@ -444,6 +449,27 @@ class CircuitActivities:
             wait = (due - _now()).total_seconds() + SELF_WAKE_SECONDS
             if wait > 0:
                 await asyncio.sleep(wait)
-            await wake(workflow_id)
+            if await self._held_again(workflow_id, due):
+                await wake(workflow_id)
         await asyncio.gather(*signals)
         return scheduled
+
+    async def _held_again(self, workflow_id: str, due: datetime) -> bool:
+        """Whether a delivery that was due at `due` now waits for a later moment.
+
+        One still showing `due` has not finished the attempt its timer started (a busy
+        worker can take longer than SELF_WAKE_SECONDS): a signal now would land during
+        that send and make Temporal run it again, a duplicate request."""
+        try:
+            description = await self._client.get_workflow_handle(workflow_id).describe()
+        except RPCError:
+            return False
+        attributes = description.typed_search_attributes
+        next_at = attributes.get(sa.NEXT_ATTEMPT_AT)
+        return (
+            description.status is WorkflowExecutionStatus.RUNNING
+            and attributes.get(sa.STATUS)
+            in (DeliveryState.RETRYING.value, DeliveryState.CIRCUIT_OPEN.value)
+            and next_at is not None
+            and next_at > due
+        )

@@ -76,6 +76,13 @@ def configure_tracing(environ: Mapping[str, str] = os.environ) -> TracerProvider
     return provider
 
 
+def flush_tracing(timeout_seconds: float = 5) -> None:
+    """Export the spans still buffered; for processes that end without finalization (the
+    CLI's `exit_now`), where the provider's own exit hook never runs."""
+    if _configured is not None:
+        _configured.force_flush(int(timeout_seconds * 1000))
+
+
 def client_interceptors(environ: Mapping[str, str] = os.environ) -> list[TracingInterceptor]:
     """What `connect()` adds to a client: Temporal's tracing interceptor, when tracing is on."""
     provider = configure_tracing(environ)

@@ -25,7 +25,12 @@ from temporalio.common import (
     SearchAttributeUpdate,
     TypedSearchAttributes,
 )
-from temporalio.exceptions import ActivityError, WorkflowAlreadyStartedError
+from temporalio.exceptions import (
+    ActivityError,
+    ApplicationError,
+    WorkflowAlreadyStartedError,
+)
+from temporalio.exceptions import TimeoutError as TemporalTimeoutError
 
 with workflow.unsafe.imports_passed_through():
     from activities.send import SendActivities
@@ -147,13 +152,21 @@ class WebhookDelivery:
         except ActivityError as err:
             # The activity reports every receiver behaviour as a result; this is our bug or
             # a backstop timeout. Record it as a failed attempt so the loop goes on.
-            cause = err.cause or err
-            return SendResult(
-                started_at=workflow.now(),
-                duration_ms=0,
-                error_kind=ErrorKind.INTERNAL,
-                error=str(cause)[:200],
-            )
+            return self._internal(err.cause or err)
+        except (ApplicationError, TemporalTimeoutError) as err:
+            # A local activity's failure arrives unwrapped (not as an ActivityError). Older
+            # code dead-lettered it as internal_error: replays of it must do the same.
+            if not workflow.patched("local-activity-error-is-an-attempt"):
+                raise
+            return self._internal(err)
+
+    def _internal(self, cause: BaseException) -> SendResult:
+        return SendResult(
+            started_at=workflow.now(),
+            duration_ms=0,
+            error_kind=ErrorKind.INTERNAL,
+            error=str(cause)[:200],
+        )
 
     def _record(self, result: SendResult, decision: Decision) -> None:
         attempt = Attempt(

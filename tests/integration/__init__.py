@@ -7,9 +7,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import sys
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any, TypeVar
 
 from standardwebhooks import Webhook
@@ -23,6 +27,7 @@ from webhooks.dev.receiver import ReceivedRequest
 from workflows.delivery import WebhookDelivery
 
 T = TypeVar("T")
+REPO = Path(__file__).resolve().parents[2]
 
 BOUND_SECONDS = 30.0
 """Upper bound for anything a test waits for; a hang fails the test instead of the suite."""
@@ -116,3 +121,40 @@ class Cli:
         result = await self(*args, "--json")
         assert result.exit_code == 0, result.output
         return json.loads(result.stdout)
+
+
+@asynccontextmanager
+async def worker_process(
+    client: Client, settings: Settings, **extra_env: str
+) -> AsyncIterator[int]:
+    """A worker subprocess on the test's task queue (`webhooks worker`'s configuration from
+    the environment, plus `extra_env`); yields its pid once it polls."""
+    env = {
+        **os.environ,
+        "TEMPORAL_ADDRESS": client.service_client.config.target_host,
+        "TEMPORAL_NAMESPACE": client.namespace,
+        "WEBHOOKS_TASK_QUEUE": settings.task_queue,
+        "WEBHOOKS_SECRETS_FILE": str(settings.secrets_file),
+        "WEBHOOKS_ALLOW_PRIVATE_DESTINATIONS": "true",
+        "WEBHOOKS_HTTP_TIMEOUT_SECONDS": str(settings.http_timeout_seconds),
+        "WEBHOOKS_CONNECT_TIMEOUT_SECONDS": str(settings.connect_timeout_seconds),
+        "WEBHOOKS_CIRCUIT_ENABLED": str(settings.circuit_enabled).lower(),
+        **extra_env,
+    }
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "tests.integration.worker_process",
+        cwd=REPO,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    try:
+        assert proc.stdout is not None
+        line = await asyncio.wait_for(proc.stdout.readline(), 60)
+        assert line.strip() == b"ready", f"worker process did not start: {line!r}"
+        yield proc.pid
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+        await proc.wait()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Callable
 
 import pytest
@@ -12,14 +13,17 @@ from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
 from webhooks.config import Settings
-from webhooks.core.circuit import CircuitConfig, CircuitPhase, CircuitSnapshot
+from webhooks.core.circuit import Circuit, CircuitConfig, CircuitPhase, CircuitSnapshot
 from webhooks.core.ids import circuit_id
-from webhooks.core.models import DeliveryResult, DeliveryState, RetrySchedule
+from webhooks.core.models import DeliveryResult, DeliveryState, ErrorKind, RetrySchedule
 from webhooks.dev.receiver import Behavior, ReceivedRequest, Receiver, Respond
 from webhooks.publisher import WebhookPublisher
 from worker import running_worker
+from workflows.delivery import WebhookDelivery
 
 CONFIG = CircuitConfig(cooldown_seconds=2, max_cooldown_seconds=4, min_requests=10)
+DEAD = 300
+TRANSPORT = {ErrorKind.TIMEOUT, ErrorKind.CONNECT, ErrorKind.PROTOCOL}
 SCHEDULE = RetrySchedule(
     schedule_seconds=[0, 1, 2, 3], max_attempts=50, jitter=0.1, throttled_min_seconds=0
 )
@@ -37,16 +41,34 @@ async def circuit_worker(client: Client, circuit_settings: Settings) -> AsyncIte
 
 
 class Switch:
-    """A receiver answer that a test flips from failing to healthy."""
+    """A receiver answer that a test flips from failing to healthy; counts 2xx per id."""
 
     def __init__(self, status: int) -> None:
         self.status = status
+        self.ok: Counter[str] = Counter()
 
-    def __call__(self, _: ReceivedRequest) -> Behavior:
+    def __call__(self, request: ReceivedRequest) -> Behavior:
+        if 200 <= self.status < 300:
+            self.ok[request.headers["webhook-id"]] += 1
         return Respond(self.status)
 
 
-async def until(check: Callable[[], object], within: float = 60, every: float = 0.2) -> None:
+def probe_slots(opened_at: float, until: float, config: CircuitConfig) -> int:
+    """How many probes the circuit may grant between opening and `until`.
+
+    The first cooldown starts when it opens; each failed probe reopens it, no earlier than
+    that probe's slot, with the next (longer) cooldown. So probe k goes no earlier than
+    `opened_at` plus the first k cooldowns."""
+    slots, at = 0, opened_at
+    while True:
+        circuit = Circuit(CircuitSnapshot(endpoint_id="bound", trips=slots + 1), config)
+        at += circuit.current_cooldown().total_seconds()
+        if at > until:
+            return slots
+        slots += 1
+
+
+async def until(check: Callable[[], object], within: float = 180, every: float = 0.2) -> None:
     deadline = time.monotonic() + within
     while not check():
         assert time.monotonic() < deadline, "condition not reached in time"
@@ -93,28 +115,31 @@ async def test_dead_endpoint_is_cut_off_and_recovers(
             return ids
 
         started = time.monotonic()
-        bad_ids = await publish("ep_dead", bad_rx.url, 1000)
+        # bench.storm runs the same with 1,000; 300 keep this test to a minute or two on a
+        # shared 2-core machine, and every bound below holds for any N.
+        bad_ids = await publish("ep_dead", bad_rx.url, DEAD)
         good_ids = await publish("ep_healthy", good_rx.url, 50)
         await until(lambda: len(good_rx.requests) >= 50)
         snapshot = await circuit_state(client, "ep_dead")
         assert snapshot.phase in (CircuitPhase.OPEN, CircuitPhase.HALF_OPEN)
-        failing_for = time.monotonic() - started
         # Let it stay dead through a few cooldowns: only probes may reach it.
         await asyncio.sleep(6)
-        failing_for = time.monotonic() - started
+        now = time.time()
         requests_while_failing = len(bad_rx.requests)
-        first_open = snapshot.opened_at
-        assert first_open is not None
-        before_open = sum(1 for r in bad_rx.requests if r.received_at <= first_open.timestamp())
+        assert snapshot.opened_at is not None
+        opened_at = snapshot.opened_at.timestamp()
+        before_open = sum(1 for r in bad_rx.requests if r.received_at <= opened_at)
         probes = requests_while_failing - before_open
-        max_probes = int(failing_for / CONFIG.cooldown_seconds) + 1
+        max_probes = probe_slots(opened_at, now, CONFIG)
         print(
-            f"\n1000 deliveries to a dead endpoint over {failing_for:.1f} s: "
+            f"\n{DEAD} deliveries to a dead endpoint, open for {now - opened_at:.1f} s: "
             f"{requests_while_failing} requests ({before_open} before the circuit opened, "
             f"{probes} after; bound {max_probes} probes)"
         )
         assert probes <= max_probes
-        assert before_open < 100, "the local circuit should trip after a handful of failures"
+        # The worker's own copy trips at `min_requests` failures; sends already past the
+        # gate then still land (docs/circuit.md: 10 to 15, more on a loaded machine).
+        assert CONFIG.min_requests <= before_open <= 2 * CONFIG.min_requests
 
         # The healthy endpoint never noticed: every delivery went through on its first try.
         for delivery_id in good_ids:
@@ -138,8 +163,17 @@ async def test_dead_endpoint_is_cut_off_and_recovers(
             timeout=180,
         )
         assert all(r.state is DeliveryState.DELIVERED for r in results)
-        delivered_ids = {r.headers["webhook-id"] for r in bad_rx.requests[requests_while_failing:]}
-        assert delivered_ids >= set(bad_ids)
+        # Each delivered exactly once: one 2xx per webhook-id, none twice.
+        assert bad.ok == dict.fromkeys(bad_ids, 1)
+        assert good.ok == dict.fromkeys(good_ids, 1)
+        # Being held is no attempt: each attempt is a request the receiver saw, except one
+        # that failed in transport (on a loaded machine a connect can time out unseen).
+        sent = Counter(r.headers["webhook-id"] for r in bad_rx.requests)
+        for delivery_id in bad_ids:
+            handle = client.get_workflow_handle_for(WebhookDelivery.run, delivery_id)
+            attempts = await handle.query(WebhookDelivery.attempts)
+            unseen = sum(a.status_code is None and a.error_kind in TRANSPORT for a in attempts)
+            assert len(attempts) - unseen <= sent[delivery_id] <= len(attempts), attempts
 
         handle = client.get_workflow_handle(circuit_id("ep_dead"))
         desc = await handle.describe()

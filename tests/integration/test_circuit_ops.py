@@ -100,16 +100,25 @@ async def results(client: Client, ids: list[str]) -> list[DeliveryResult]:
 
 
 async def state(client: Client, endpoint: str) -> CircuitSnapshot | None:
-    """The circuit's `state` query; None while it has no circuit workflow."""
+    """The circuit's `state` query; None while it has no circuit workflow.
+
+    A shed query (RESOURCE_EXHAUSTED: the circuit's query buffer is full on a busy worker)
+    is no answer: it is asked again, never taken for "no circuit"."""
     handle = client.get_workflow_handle(circuit_id(endpoint))
-    try:
-        snapshot: CircuitSnapshot = await handle.query("state", result_type=CircuitSnapshot)
-    except RPCError as err:
-        # RESOURCE_EXHAUSTED: the circuit's query buffer is full (a busy worker): not yet.
-        if err.status in (RPCStatusCode.NOT_FOUND, RPCStatusCode.RESOURCE_EXHAUSTED):
-            return None
-        raise
-    return snapshot
+    deadline = asyncio.get_running_loop().time() + BOUND_SECONDS
+    while True:
+        try:
+            snapshot: CircuitSnapshot = await handle.query("state", result_type=CircuitSnapshot)
+        except RPCError as err:
+            if err.status is RPCStatusCode.NOT_FOUND:
+                return None
+            if err.status is not RPCStatusCode.RESOURCE_EXHAUSTED:
+                raise
+            if asyncio.get_running_loop().time() > deadline:
+                raise
+            await asyncio.sleep(0.2)
+            continue
+        return snapshot
 
 
 async def phase_becomes(client: Client, endpoint: str, phase: CircuitPhase) -> CircuitSnapshot:
@@ -175,12 +184,11 @@ async def test_a_dead_endpoint_is_disabled_and_enable_plus_redelivery_delivers_e
         assert shown["phase"] == "disabled"
         assert shown["disabled_reason"] == "failing continuously for 3 seconds"
 
-        # The customer fixed it; an operator enables the endpoint and redelivers.
+        # The customer fixed it; an operator enables the endpoint and at once redelivers
+        # (`enable && webhooks dlq redeliver ...`: no waiting for the circuit to close).
         switch.status = 200
         enabled = await cli.json("circuit", "enable", endpoint, "--by", "ops")
         assert enabled == {"endpoint_id": endpoint, "signalled": "enable"}
-        snapshot = await phase_becomes(client, endpoint, CircuitPhase.CLOSED)
-        assert snapshot.disabled_reason is None
         redelivered = await cli.json(
             "dlq",
             "redeliver",
@@ -196,6 +204,10 @@ async def test_a_dead_endpoint_is_disabled_and_enable_plus_redelivery_delivers_e
         await eventually(lambda: asyncio.sleep(0, switch.ok), lambda ok: ok >= everything)
         for result in await results(client, [*waiting, *new]):
             assert result.state is DeliveryState.DELIVERED
+        # None was refused by a worker's stale copy of the disabled circuit.
+        assert await dead_letter_count(client, endpoint, DeadLetterReason.ENDPOINT_DISABLED) == 25
+        snapshot = await state(client, endpoint)
+        assert snapshot is None or snapshot.disabled_reason is None
 
 
 # --- recovery ------------------------------------------------------------------------------------
@@ -230,6 +242,36 @@ async def test_recovery_wakes_deliveries_held_for_long(client: Client, settings:
         assert switch.ok == set(ids)
         snapshot = await state(client, endpoint)
         assert snapshot is None or snapshot.phase is CircuitPhase.CLOSED
+
+
+async def test_a_hold_that_would_outlast_the_maximum_age_dead_letters_at_once(
+    client: Client, settings: Settings
+) -> None:
+    """Time held by the circuit counts toward `max_age`: no waiting past it for a probe."""
+    endpoint = unique("ep_aged")
+    config = CONFIG.model_copy(update={"cooldown_seconds": 60, "max_cooldown_seconds": 120})
+    publisher = WebhookPublisher(client, task_queue=settings.task_queue)
+    async with (
+        running_worker(client, circuit_settings(settings, config)),
+        Receiver(lambda _: Respond(500)) as rx,
+    ):
+        await publish(publisher, endpoint, rx.url, 10)
+        await phase_becomes(client, endpoint, CircuitPhase.OPEN)
+        tripped_after = len(rx.requests)
+        # Its first send is held until the next probe, a minute away: past its 20 s.
+        aged = await publisher.publish(
+            endpoint_id=endpoint,
+            url=rx.url,
+            event_type=EVENT,
+            data={"n": "aged"},
+            retry=RETRY.model_copy(update={"max_age_seconds": 20}),
+        )
+        [result] = await results(client, [aged])
+        assert len(rx.requests) == tripped_after
+    assert result.state is DeliveryState.DEAD_LETTERED
+    assert result.dead_letter_reason is DeadLetterReason.MAX_AGE
+    assert result.attempts == 0
+    assert all(r.headers["webhook-id"] != aged for r in rx.requests)
 
 
 # --- 410 Gone ------------------------------------------------------------------------------------

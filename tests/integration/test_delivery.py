@@ -6,6 +6,7 @@ import asyncio
 import json
 from datetime import timedelta
 from itertools import pairwise
+from pathlib import Path
 
 import pytest
 from temporalio.client import Client, WorkflowExecutionStatus
@@ -20,6 +21,7 @@ from tests.integration import (
     verify,
     wait_for_state,
 )
+from webhooks.config import Settings
 from webhooks.core import search_attributes as sa
 from webhooks.core.ids import dead_letter_id
 from webhooks.core.models import (
@@ -32,6 +34,7 @@ from webhooks.core.models import (
 )
 from webhooks.dev.receiver import Behavior, Drop, Hang, Receiver, Respond, scripted
 from webhooks.publisher import WebhookPublisher
+from worker import running_worker
 from workflows.dead_letter import DeadLetter
 from workflows.delivery import WebhookDelivery
 
@@ -346,3 +349,65 @@ def test_default_schedule_is_the_standard_webhooks_one() -> None:
         72000,
         86400,
     ]
+
+
+async def test_an_activity_error_is_a_recorded_failed_attempt(
+    client: Client, settings: Settings, tmp_path: Path
+) -> None:
+    """The send activity raising (here: the worker's secrets file turned unreadable) is our
+    fault, not the receiver's: a failed attempt in the table, then the loop goes on."""
+    secrets = tmp_path / "secrets.json"
+    secrets.write_text(json.dumps({"default": SECRET}))
+    own = settings.model_copy(update={"secrets_file": secrets})
+    publisher = WebhookPublisher(client, task_queue=own.task_queue)
+    async with running_worker(client, own), Receiver() as rx:
+        secrets.write_text("{not json")
+        delivery_id = await publisher.publish(
+            endpoint_id=unique("ep_internal"),
+            url=rx.url,
+            event_type="stream.settled",
+            data=settled(),
+            retry=fast(0, 0.5),
+        )
+        handle = client.get_workflow_handle_for(WebhookDelivery.run, delivery_id)
+        status = await wait_for_state(handle, DeliveryState.RETRYING)
+        assert status.attempts == 1
+        assert rx.requests == []  # nothing was sent
+        secrets.write_text(json.dumps({"default": SECRET}))
+        result = await asyncio.wait_for(handle.result(), BOUND_SECONDS)
+        attempts = await handle.query(WebhookDelivery.attempts)
+    assert result.state is DeliveryState.DELIVERED
+    assert result.attempts == 2
+    assert len(rx.requests) == 1
+    failed, delivered = attempts
+    assert failed.outcome is Outcome.RETRYABLE
+    assert failed.error_kind is ErrorKind.INTERNAL
+    assert failed.status_code is None
+    assert "not valid JSON" in (failed.error or "")
+    assert delivered.status_code == 200
+
+
+async def test_proxies_in_the_environment_are_never_used(
+    client: Client, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with Receiver() as proxy, Receiver() as endpoint:
+        for var in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy"):
+            monkeypatch.setenv(var, proxy.url)
+        monkeypatch.setenv("all_proxy", proxy.url)
+        monkeypatch.delenv("NO_PROXY", raising=False)
+        monkeypatch.delenv("no_proxy", raising=False)
+        # The worker (and its HTTP client) starts with the proxies set.
+        async with running_worker(client, settings):
+            publisher = WebhookPublisher(client, task_queue=settings.task_queue)
+            delivery_id = await publisher.publish(
+                endpoint_id=unique("ep_proxy"),
+                url=endpoint.url + "/hook",
+                event_type="stream.settled",
+                data=settled(),
+                retry=fast(0),
+            )
+            handle = client.get_workflow_handle_for(WebhookDelivery.run, delivery_id)
+            result = await asyncio.wait_for(handle.result(), BOUND_SECONDS)
+    assert result.state is DeliveryState.DELIVERED
+    assert proxy.requests == []
+    assert [r.path for r in endpoint.requests] == ["/hook"]

@@ -1,101 +1,110 @@
-"""Prometheus metrics through Temporal's runtime, scraped from a real worker's /metrics
-after a known scenario: the counters and histogram counts equal what happened, and no
-label holds an id."""
+"""Prometheus metrics through Temporal's runtime: the product's counters count exactly what
+happened, once, and a worker replaying a workflow's history does not count it again."""
 
 from __future__ import annotations
 
 import asyncio
+import re
+import socket
 
+import httpx
 from temporalio.client import Client
 
-from tests.integration import BOUND_SECONDS, fast, unique
-from tests.integration.scrape import Sample, metered, scrape_until, value
+from tests.integration import BOUND_SECONDS, eventually, fast, unique, worker_process
 from webhooks.config import Settings
-from webhooks.core import metrics
-from webhooks.core.models import DeliveryResult, DeliveryState
-from webhooks.dev.receiver import Behavior, ReceivedRequest, Receiver, Respond
+from webhooks.core.models import (
+    DeadLetterReason,
+    DeadLetterState,
+    DeliveryState,
+    DiscardRequest,
+)
+from webhooks.dev.receiver import ReceivedRequest, Receiver, Respond
 from webhooks.publisher import WebhookPublisher
-from worker import running_worker
-
-TEMPORAL_LABELS = {"namespace", "task_queue", "workflow_type", "service_name", "le"}
-
-
-class Scripts:
-    """Per path: /ok always 200; /flaky 500, 500, then 200; /down always 500."""
-
-    def __init__(self) -> None:
-        self.flaky = 0
-
-    def __call__(self, request: ReceivedRequest) -> Behavior:
-        if request.path.endswith("/flaky"):
-            self.flaky += 1
-            return Respond(500 if self.flaky <= 2 else 200)
-        return Respond(500 if request.path.endswith("/down") else 200)
+from workflows.dead_letter import DeadLetter
+from workflows.delivery import WebhookDelivery
 
 
-def settled(samples: list[Sample]) -> bool:
-    return (
-        value(samples, "webhooks_deliveries_finished_total") == 3
-        and value(samples, "webhooks_dead_letters_opened") == 1
-    )
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
 
 
-async def test_a_known_scenario_is_counted_exactly(client: Client, settings: Settings) -> None:
-    metered_client, metered_settings = await metered(client, settings)
-    endpoints = {path: unique(f"ep_{path}") for path in ("ok", "flaky", "down")}
-    schedules = {"ok": fast(0), "flaky": fast(0, 0.1, 0.1), "down": fast(0, 0.1)}
-    async with running_worker(metered_client, metered_settings), Receiver(Scripts()) as rx:
-        publisher = WebhookPublisher(metered_client, task_queue=metered_settings.task_queue)
-        ids = {
-            path: await publisher.publish(
-                endpoint_id=endpoint,
-                url=f"{rx.url}/{path}",
-                event_type="test.metrics",
-                data={"secret_marker": "do-not-export"},
-                retry=schedules[path],
+def samples(text: str, name: str) -> dict[str, float]:
+    """`{"reason=...,state=...": value}` of one product counter in Prometheus' text format
+    (only the product's own labels; the SDK adds namespace, task queue and workflow type)."""
+    found: dict[str, float] = {}
+    for line in text.splitlines():
+        if line.startswith(name + "{"):
+            labels, value = line[len(name) :].rsplit(" ", 1)
+            own = dict(re.findall(r'(\w+)="([^"]*)"', labels))
+            key = ",".join(f"{k}={own[k]}" for k in ("reason", "state") if k in own)
+            found[key] = float(value)
+    return found
+
+
+async def scrape(address: str) -> str:
+    async with httpx.AsyncClient() as http:
+        return (await http.get(f"http://{address}/metrics")).text
+
+
+async def test_counters_count_each_event_once_and_replay_counts_nothing(
+    client: Client, settings: Settings, publisher: WebhookPublisher
+) -> None:
+    def answer(request: ReceivedRequest) -> Respond:
+        return Respond(410 if "gone" in request.path else 500)
+
+    letters: dict[str, str] = {}
+    async with Receiver(answer) as rx:
+        first = f"127.0.0.1:{free_port()}"
+        async with worker_process(client, settings, WEBHOOKS_METRICS_BIND_ADDRESS=first):
+            for name, path in [("a", "/fail"), ("b", "/fail"), ("c", "/fail"), ("d", "/gone")]:
+                delivery_id = await publisher.publish(
+                    endpoint_id=unique("ep_metrics"),
+                    url=rx.url + path,
+                    event_type="test.metrics",
+                    data={},
+                    retry=fast(0, 0.1),
+                )
+                handle = client.get_workflow_handle_for(WebhookDelivery.run, delivery_id)
+                result = await asyncio.wait_for(handle.result(), BOUND_SECONDS)
+                assert result.state is DeliveryState.DEAD_LETTERED
+                assert result.dead_letter_id is not None
+                letters[name] = result.dead_letter_id
+            discarded = client.get_workflow_handle_for(DeadLetter.run, letters["a"])
+            await discarded.signal(DeadLetter.discard, DiscardRequest(requested_by="test"))
+            assert (await discarded.result()).state is DeadLetterState.DISCARDED
+
+            closed = "reason=exhausted,state=discarded"
+            text = await eventually(
+                lambda: scrape(first),
+                lambda t: closed in samples(t, "webhooks_dead_letters_closed"),
             )
-            for path, endpoint in endpoints.items()
-        }
-        results = {
-            path: await asyncio.wait_for(
-                metered_client.get_workflow_handle(i, result_type=DeliveryResult).result(),
-                BOUND_SECONDS,
+            # A fresh runtime: every counter equals what happened, no more.
+            assert samples(text, "webhooks_dead_letters_opened") == {
+                f"reason={DeadLetterReason.EXHAUSTED.value}": 3,
+                f"reason={DeadLetterReason.GONE.value}": 1,
+            }
+            assert samples(text, "webhooks_dead_letters_closed") == {closed: 1}
+        assert len(rx.requests) == 3 * 2 + 1
+
+        # A new worker process replays the open dead letters from their histories to answer
+        # queries: replay must not count them a second time.
+        second = f"127.0.0.1:{free_port()}"
+        async with worker_process(client, settings, WEBHOOKS_METRICS_BIND_ADDRESS=second):
+            for name in ("b", "c", "d"):
+                letter = client.get_workflow_handle_for(DeadLetter.run, letters[name])
+                view = await letter.query(DeadLetter.entry)
+                assert view.state is DeadLetterState.OPEN
+            # Control: this runtime does count what happens now.
+            letter = client.get_workflow_handle_for(DeadLetter.run, letters["d"])
+            await letter.signal(DeadLetter.discard, DiscardRequest(requested_by="test"))
+            await asyncio.wait_for(letter.result(), BOUND_SECONDS)
+            gone = "reason=gone,state=discarded"
+            text = await eventually(
+                lambda: scrape(second),
+                lambda t: gone in samples(t, "webhooks_dead_letters_closed"),
             )
-            for path, i in ids.items()
-        }
-        samples = await scrape_until(metered_settings, settled)
-        url = rx.url
-    assert [r.state for r in results.values()] == [
-        DeliveryState.DELIVERED,
-        DeliveryState.DELIVERED,
-        DeliveryState.DEAD_LETTERED,
-    ]
-    assert len(rx.requests) == 6
-
-    attempts = "webhooks_attempts_total"
-    ok = {"outcome": "delivered", "error_kind": "none", "status_class": "2xx"}
-    failed = {"outcome": "retryable", "error_kind": "http_status", "status_class": "5xx"}
-    assert value(samples, attempts, **ok) == 2
-    assert value(samples, attempts, **failed) == 4
-    assert value(samples, attempts) == 6
-    assert value(samples, "webhooks_attempt_duration_seconds_count") == 6
-    assert value(samples, "webhooks_attempt_duration_seconds_count", outcome="delivered") == 2
-    assert value(samples, "webhooks_deliveries_finished_total", state="delivered") == 2
-    assert value(samples, "webhooks_deliveries_finished_total", state="dead_lettered") == 1
-    latency = "webhooks_delivery_latency_seconds_count"
-    assert value(samples, latency, outcome="delivered") == 2
-    assert value(samples, latency, outcome="dead_lettered") == 1
-    assert value(samples, "webhooks_first_attempt_delay_seconds_count") == 3
-    # Histogram buckets are seconds: every delivered first attempt here came within 60 s.
-    bucket = "webhooks_first_attempt_delay_seconds_bucket"
-    assert value(samples, bucket, le="60") == 3
-    assert value(samples, "webhooks_dead_letters_opened", reason="exhausted") == 1
-
-    # No label of ours holds an id, a URL or customer data; only the catalogue's labels.
-    ours = [s for s in samples if s.name.startswith("webhooks_")]
-    catalogue = {label for m in metrics.ALL for label in m.labels}
-    forbidden = [*endpoints.values(), *ids.values(), url, "127.0.0.1", "do-not-export"]
-    for sample in ours:
-        assert set(sample.labels) <= catalogue | TEMPORAL_LABELS, sample
-        for label_value in sample.labels.values():
-            assert not any(f in label_value for f in forbidden), sample
+            assert samples(text, "webhooks_dead_letters_opened") == {}
+            assert samples(text, "webhooks_dead_letters_closed") == {gone: 1}

@@ -34,10 +34,11 @@ from webhooks.core.models import (
     DeadLetterState,
     DeliveryResult,
     DeliveryState,
+    ErrorKind,
     Outcome,
     RetrySchedule,
 )
-from webhooks.dev.receiver import Receiver, Respond, scripted
+from webhooks.dev.receiver import Hang, Receiver, Respond, scripted
 from webhooks.publisher import WebhookPublisher
 from worker import running_worker
 from workflows.dead_letter import DeadLetter
@@ -187,3 +188,90 @@ async def test_default_schedule_delivers_on_the_seventh_attempt(
     attrs = await raw_search_attributes(skipping.client, delivery_id)
     assert attrs[sa.STATUS.name] == "delivered"
     assert attrs[sa.ATTEMPTS.name] == 7
+
+
+# --- throttling and maximum age, decided by the workflow -----------------------------------
+
+
+async def deliver_through(
+    env: WorkflowEnvironment,
+    publisher: WebhookPublisher,
+    receiver: Receiver,
+    retry: RetrySchedule,
+    skip: timedelta,
+) -> tuple[str, DeliveryResult]:
+    delivery_id = await publisher.publish(
+        endpoint_id=unique("ep_skip"),
+        url=receiver.url,
+        event_type="stream.settled",
+        data=settled("4.00"),
+        retry=retry,
+    )
+    await asyncio.wait_for(env.sleep(skip), BOUND_SECONDS)
+    handle = env.client.get_workflow_handle_for(WebhookDelivery.run, delivery_id)
+    return delivery_id, await asyncio.wait_for(handle.result(), BOUND_SECONDS)
+
+
+async def test_retry_after_7200_on_a_429_waits_two_hours(
+    skipping: WorkflowEnvironment, skipping_publisher: WebhookPublisher
+) -> None:
+    throttled = Respond(429, headers={"retry-after": "7200"})
+    # The schedule alone would retry after 5 s (or the 60 s floor); Retry-After wins.
+    retry = RetrySchedule(schedule_seconds=[0, 5], jitter=0)
+    async with Receiver(scripted(throttled)) as rx:
+        delivery_id, result = await deliver_through(
+            skipping, skipping_publisher, rx, retry, timedelta(hours=3)
+        )
+    assert result.state is DeliveryState.DELIVERED
+    assert result.attempts == 2
+    [wait] = await timer_waits(skipping, delivery_id)
+    assert 7200 - SLACK.total_seconds() <= wait <= 7200
+
+
+async def test_a_429_or_a_timeout_waits_at_least_the_60_s_floor(
+    skipping: WorkflowEnvironment, settings: Settings
+) -> None:
+    # A 429 without Retry-After, a 500, a timeout, then success; the schedule says 1 s.
+    settings = settings.model_copy(update={"http_timeout_seconds": 0.5})
+    retry = RetrySchedule(schedule_seconds=[0, 1], jitter=0, max_attempts=4)
+    async with (
+        running_worker(skipping.client, settings),
+        Receiver(scripted(Respond(429), Respond(500), Hang(5))) as rx,
+    ):
+        publisher = WebhookPublisher(
+            skipping.client, task_queue=settings.task_queue, secrets=settings.secret_store()
+        )
+        delivery_id, result = await deliver_through(
+            skipping, publisher, rx, retry, timedelta(minutes=10)
+        )
+        attempts = await skipping.client.get_workflow_handle_for(
+            WebhookDelivery.run, delivery_id
+        ).query(WebhookDelivery.attempts)
+    assert result.state is DeliveryState.DELIVERED
+    assert [a.status_code for a in attempts] == [429, 500, None, 200]
+    assert attempts[2].error_kind is ErrorKind.TIMEOUT
+    floor = DEFAULT.throttled_min_seconds
+    assert floor == 60
+    waits = await timer_waits(skipping, delivery_id)
+    assert len(waits) == 3
+    assert floor - SLACK.total_seconds() <= waits[0] <= floor  # 429
+    assert waits[1] <= 1  # a 500 keeps the schedule's wait
+    assert floor - SLACK.total_seconds() <= waits[2] <= floor  # timeout
+
+
+async def test_max_age_ends_the_delivery_before_an_attempt_that_would_start_too_late(
+    skipping: WorkflowEnvironment, skipping_publisher: WebhookPublisher
+) -> None:
+    # Hourly attempts, at most 2.5 h old: attempts at 0, 1 h and 2 h; the next would be late.
+    retry = RetrySchedule(
+        schedule_seconds=[0, 3600], jitter=0, max_attempts=10, max_age_seconds=2.5 * 3600
+    )
+    async with Receiver(scripted(then=Respond(500))) as rx:
+        delivery_id, result = await deliver_through(
+            skipping, skipping_publisher, rx, retry, timedelta(hours=4)
+        )
+    assert result.state is DeliveryState.DEAD_LETTERED
+    assert result.dead_letter_reason is DeadLetterReason.MAX_AGE
+    assert result.attempts == 3
+    assert len(rx.requests) == 3
+    assert await timer_waits(skipping, delivery_id) == [3600, 3600]

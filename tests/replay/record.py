@@ -3,7 +3,9 @@
     .venv/bin/python -m tests.replay.record
 
 Runs every path of every workflow type on a throwaway dev server with real HTTP receivers
-and writes each workflow's history to `tests/replay/histories/<Type>-<scenario>.json`
+(or only the groups named on the command line: plain, activity-error, circuit,
+disable-enable, continue-as-new) and writes each workflow's history to
+`tests/replay/histories/<Type>-<scenario>.json`
 (`SCENARIOS` in `test_replay.py` lists what must be there). Re-record deliberately, when a
 workflow change is *meant* to be incompatible, and say so in the commit: old histories that
 no longer replay are running workflows that a deploy would break. After adding a
@@ -18,6 +20,7 @@ import base64
 import json
 import os
 import secrets
+import sys
 import sysconfig
 import tempfile
 import uuid
@@ -252,6 +255,36 @@ class Recorder:
             assert (await letter.result()).state is DeadLetterState.EXPIRED
         await save("DeadLetter-expired", letter)
 
+    async def activity_error(self, settings: Settings) -> None:
+        """The send activity raises (the worker's secrets file is unreadable): an attempt."""
+        assert settings.secrets_file is not None
+        good = settings.secrets_file.read_text()
+        async with Receiver() as rx:
+            settings.secrets_file.write_text("{not json")
+            try:
+                # A publisher that holds no secrets does not notice; the worker's send does.
+                blind = WebhookPublisher(self.client, task_queue=settings.task_queue)
+                delivery_id = await blind.publish(
+                    endpoint_id=f"ep_{uuid.uuid4().hex[:8]}",
+                    url=rx.url,
+                    event_type="stream.settled",
+                    data=settled(),
+                    retry=SCHEDULE,
+                )
+                delivery = self.client.get_workflow_handle_for(WebhookDelivery.run, delivery_id)
+
+                async def retrying() -> bool:
+                    status = await delivery.query(WebhookDelivery.status)
+                    return status.state is DeliveryState.RETRYING
+
+                await until(retrying, "the failed attempt is recorded")
+            finally:
+                settings.secrets_file.write_text(good)
+            result = await delivery.result()
+            assert result.state is DeliveryState.DELIVERED
+            assert result.attempts == 2
+        await save("WebhookDelivery-activity-error", delivery)
+
     # -- EndpointCircuit, and deliveries it holds ------------------------------------------
 
     async def circuit(self) -> None:
@@ -375,7 +408,10 @@ class Recorder:
         await save("EndpointCircuit-after-continue-as-new", latest)
 
 
-async def main() -> None:
+GROUPS = ("plain", "activity-error", "circuit", "disable-enable", "continue-as-new")
+
+
+async def main(only: set[str]) -> None:
     HISTORIES.mkdir(exist_ok=True)
     for var in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy"):
         os.environ.pop(var, None)
@@ -401,21 +437,32 @@ async def main() -> None:
                 connect_timeout_seconds=1,
             )
             async with running_worker(env.client, settings):
-                await Recorder(env.client, settings).plain()
+                recorder = Recorder(env.client, settings)
+                if "plain" in only:
+                    await recorder.plain()
+                if "activity-error" in only:
+                    await recorder.activity_error(settings)
             circuit = settings.model_copy(
                 update={"task_queue": "webhooks-replay-circuit", "circuit": CIRCUIT}
             )
             async with running_worker(env.client, circuit):
                 recorder = Recorder(env.client, circuit)
-                await recorder.circuit()
-                await recorder.disable_enable(circuit)
-                await recorder.continue_as_new(circuit)
+                if "circuit" in only:
+                    await recorder.circuit()
+                if "disable-enable" in only:
+                    await recorder.disable_enable(circuit)
+                if "continue-as-new" in only:
+                    await recorder.continue_as_new(circuit)
     finally:
         await env.shutdown()
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    # `python -m tests.replay.record [group ...]` records only those groups (default: all).
+    chosen = set(sys.argv[1:]) or set(GROUPS)
+    if unknown := chosen - set(GROUPS):
+        sys.exit(f"unknown group(s) {sorted(unknown)}; choose from {', '.join(GROUPS)}")
+    asyncio.run(main(chosen))
     # The SDK's Rust runtime threads can abort CPython's finalization (SIGABRT, "PyGILState_
     # Release: thread state must be current", temporalio/sdk-python#300); everything is written.
     os._exit(0)

@@ -34,6 +34,7 @@ SCENARIOS = {
         "retry-now",  # a long backoff cut short by the signal
         "max-age",  # the next attempt would start too late
         "internal-error",  # the workflow's own exception, parked
+        "activity-error",  # the send activity raised: a failed attempt, then delivered
         "circuit-held-woken",  # held by an open circuit, woken when it closed
         "circuit-max-age",  # held by an open circuit past its maximum age
         "endpoint-disabled",  # an operator disabled the endpoint

@@ -8,13 +8,14 @@ import asyncio
 import base64
 import binascii
 import json
+import logging
 import subprocess
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
 from pydantic import SecretStr
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowFailureError
 
 from tests.conftest import BIN, SECRET
 from tests.security import BOUND_SECONDS, fast, unique
@@ -28,6 +29,9 @@ from worker import running_worker
 from workflows.delivery import WebhookDelivery
 
 TOKEN = "history-codec-token-0123456789"
+KEY = base64.b64decode(SECRET.removeprefix("whsec_"))
+SECRET_FORMS = [SECRET, SECRET.removeprefix("whsec_"), KEY.decode("latin-1"), KEY.hex()]
+"""The secret as configured, its base64 and its raw key bytes (as text and as hex)."""
 
 
 @pytest.fixture
@@ -122,7 +126,7 @@ async def test_histories_hold_neither_secret_nor_payload_while_the_codec_is_on(
     assert dead.dead_letter_id is not None
     ids = [delivered.delivery_id, dead.delivery_id, dead.dead_letter_id]
 
-    secret_forms = [SECRET, SECRET.removeprefix("whsec_")]
+    secret_forms = SECRET_FORMS
     for workflow_id in ids:
         history = await codec_client.get_workflow_handle(workflow_id).fetch_history()
         cli_dump = await asyncio.to_thread(show, codec_client, workflow_id)
@@ -147,3 +151,59 @@ async def test_histories_hold_neither_secret_nor_payload_while_the_codec_is_on(
             await asyncio.to_thread(show, codec_client, dead.dead_letter_id, *auth)
         )
         assert reply in dead_letter  # attempt excerpts travel with the dead letter
+
+
+async def test_a_malformed_input_s_validation_message_is_encrypted_too(
+    codec_client: Client, codec_settings: Settings, codec_worker: None
+) -> None:
+    marker = unique("BAD-INPUT-MARKER")
+    workflow_id = unique("bad-input")
+    handle = await codec_client.start_workflow(
+        "WebhookDelivery",
+        {"delivery_id": f"{marker} has spaces", "url": "ftp://example.com"},
+        id=workflow_id,
+        task_queue=codec_settings.task_queue,
+    )
+    with pytest.raises(WorkflowFailureError) as failure:
+        await asyncio.wait_for(handle.result(), BOUND_SECONDS)
+    # The validation message names the bad value (read through the codec)...
+    assert "validation error" in str(failure.value.cause)
+    assert marker in str(failure.value.cause)
+    # ...but neither it nor the input is readable in the stored history.
+    history = await codec_client.get_workflow_handle(workflow_id).fetch_history()
+    assert history.events[-1].HasField("workflow_execution_failed_event_attributes")
+    cli_dump = await asyncio.to_thread(show, codec_client, workflow_id)
+    for dump in (cli_dump, history.to_json()):
+        seen = readable(dump)
+        assert workflow_id in seen
+        assert marker not in seen
+        assert "validation error" not in seen
+
+
+async def test_a_delivery_s_logs_hold_no_secret(
+    client: Client, settings: Settings, worker: None, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    publisher = WebhookPublisher(
+        client, task_queue=settings.task_queue, secrets=settings.secret_store()
+    )
+    # A retry, a success, a dead letter: every code path that logs.
+    async with Receiver(scripted(Respond(500), Respond(200), then=Respond(410))) as rx:
+        for _ in range(2):
+            delivery_id = await publisher.publish(
+                endpoint_id=unique("ep_logs"),
+                url=rx.url + "/hook",
+                event_type="history.test",
+                data={"note": "logs"},
+                retry=fast(0, 0.1),
+            )
+            handle = client.get_workflow_handle_for(WebhookDelivery.run, delivery_id)
+            async with asyncio.timeout(BOUND_SECONDS):
+                await handle.result()
+    assert len(rx.requests) == 3
+    records = caplog.records
+    # The capture works: each request was logged (httpx), and so was the dead letter.
+    assert sum("HTTP Request: POST" in r.getMessage() for r in records) == 3
+    logged = "\n".join(f"{r.getMessage()} {r.args!r} {vars(r)!r}" for r in records)
+    for hidden in SECRET_FORMS:
+        assert hidden not in logged

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
@@ -514,6 +516,21 @@ def test_config_defaults_follow_convoy_and_svix() -> None:
     assert config.min_requests == 10
     assert config.cooldown_seconds == 30
     assert config.disable_after_seconds == 5 * 86400
+
+
+def documented_defaults() -> dict[str, float]:
+    """The defaults table of docs/circuit.md: `| `name` | default | meaning |`."""
+    text = (Path(__file__).parents[2] / "docs" / "circuit.md").read_text()
+    table = text.split("**Defaults**", 1)[1].split("\n\n", 2)[1]
+    rows = re.findall(r"^\| `(\w+)` \| ([\d.]+)", table, flags=re.MULTILINE)
+    return {name: float(value) for name, value in rows}
+
+
+def test_every_default_is_the_documented_one() -> None:
+    documented = documented_defaults()
+    assert set(documented) == set(CircuitConfig.model_fields), "a setting missing from the docs"
+    assert CircuitConfig().model_dump() == documented
+    assert BUCKET_SECONDS == 10  # "10 s buckets"
 
 
 @pytest.mark.parametrize(

@@ -248,6 +248,32 @@ async def test_a_probe_request_to_a_circuit_closed_meanwhile_reopens_the_gate(
     assert await gate_until(view, endpoint) == Gate(allow=True)
 
 
+async def test_two_workers_asking_for_the_probe_at_once_get_one_between_them(
+    client: Client, settings: Settings, worker: None
+) -> None:
+    endpoint = unique("ep_race")
+    views = [
+        CircuitView(client, task_queue=settings.task_queue, config=CONFIG, flush_interval=3600)
+        for _ in range(2)
+    ]
+    async with views[0] as one, views[1] as two:
+        await tripped(one, endpoint)
+        await tripped(two, endpoint)
+        await eventually(
+            lambda: snapshot_of(client, endpoint),
+            lambda s: s is not None and s.phase is not CircuitPhase.CLOSED,
+        )
+        # Both ask like their deliveries would, at the same moments, for several seconds
+        # (the probe's lease, a minute, outlasts the test: there is one probe to give).
+        granted = {0: 0, 1: 0}
+        for _ in range(100):
+            for index, view in enumerate((one, two)):
+                gate = view.gate(endpoint)
+                granted[index] += gate.allow and gate.probe
+            await asyncio.sleep(0.05)
+    assert sorted(granted.values()) == [0, 1], granted
+
+
 # --- disabled ------------------------------------------------------------------------------
 
 

@@ -75,6 +75,15 @@ async def test_unknown_status_gets_a_generic_reason(http: httpx.AsyncClient) -> 
     assert response.content == b"teapot"
 
 
+async def test_respond_can_wait_before_answering(http: httpx.AsyncClient) -> None:
+    async with Receiver(scripted(Respond(204, delay=0.2))) as rx:
+        started = asyncio.get_running_loop().time()
+        response = await http.post(rx.url, content=b"")
+        waited = asyncio.get_running_loop().time() - started
+    assert response.status_code == 204
+    assert waited >= 0.2
+
+
 async def test_stream_sends_the_whole_body(http: httpx.AsyncClient) -> None:
     async with Receiver(scripted(Stream(total=100_000, chunk=30_000))) as rx:
         response = await http.post(rx.url, content=b"")

@@ -72,7 +72,7 @@ def closed_port() -> int:
 
 
 async def test_200_sends_signed_standard_webhooks_request(acts: SendActivities) -> None:
-    async with Receiver(scripted(Respond(200, b"thanks"))) as rx:
+    async with Receiver(scripted(Respond(200, b"thanks", delay=0.25))) as rx:
         before = datetime.now(UTC)
         result = await send_to(acts, rx)
     assert result.status_code == 200
@@ -80,7 +80,7 @@ async def test_200_sends_signed_standard_webhooks_request(acts: SendActivities) 
     assert result.error is None
     assert result.response_excerpt == "thanks"
     assert result.retry_after_seconds is None
-    assert result.duration_ms >= 0
+    assert result.duration_ms >= 250  # the receiver took a quarter second to answer
     assert result.started_at >= before - timedelta(seconds=1)
 
     [got] = rx.requests

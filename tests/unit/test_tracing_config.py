@@ -40,6 +40,7 @@ def fresh(monkeypatch: pytest.MonkeyPatch) -> list[object]:
 
 
 def test_off_installs_nothing(fresh: list[object]) -> None:
+    tracing.flush_tracing()  # nothing to flush
     assert tracing.configure_tracing({}) is None
     assert tracing.client_interceptors({}) == []
     assert fresh == []
@@ -57,6 +58,7 @@ def test_on_builds_one_provider_with_the_named_exporters(fresh: list[object]) ->
     assert tracing.configure_tracing(environ) is provider  # once per process
     (interceptor,) = tracing.client_interceptors(environ)
     assert isinstance(interceptor, TracingInterceptor)
+    tracing.flush_tracing()  # what the CLI does before it exits
     provider.shutdown()
 
 

@@ -24,6 +24,7 @@ from webhooks.core.models import Attempt
 from webhooks.publisher import connect
 from webhooks.registry.errors import RegistryUnavailableError, SchemaVersionError
 from webhooks.secrets import SecretStoreError
+from webhooks.tracing import flush_tracing
 
 log = logging.getLogger("webhooks.cli")
 out = Console()
@@ -150,8 +151,10 @@ def exit_now(code: int) -> NoReturn:
 
     The Temporal SDK's runtime threads can still be alive at exit; finalizing the
     interpreter under them occasionally aborts the process (SIGABRT in PyGILState_Release)
-    after the command has succeeded. Output is flushed first; nothing else needs finalizing.
+    after the command has succeeded. Output and buffered trace spans are flushed first;
+    nothing else needs finalizing.
     """
+    flush_tracing()
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)

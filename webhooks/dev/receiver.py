@@ -34,6 +34,8 @@ class Respond:
     status: int = 200
     body: bytes = b""
     headers: dict[str, str] = field(default_factory=dict)
+    delay: float = 0.0
+    """Seconds to wait before answering (a slow receiver that still answers)."""
 
 
 @dataclass(frozen=True)
@@ -117,7 +119,9 @@ class Receiver(ConnectionServer):
         if self._on_request:
             self._on_request(request, behavior)
         match behavior:
-            case Respond(status, payload, extra):
+            case Respond(status, payload, extra, delay):
+                if delay:
+                    await asyncio.sleep(delay)
                 writer.write(Response(status, payload, dict(extra)).render())
                 await writer.drain()
                 return True
