@@ -5,7 +5,9 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from temporalio.testing import ActivityEnvironment
 
+from activities.operational import OperationalEvents
 from webhooks.core.circuit import CircuitPhase, CircuitSnapshot
 from webhooks.core.events import EVENT_TYPES, validate_event_data
 from webhooks.core.operational import (
@@ -15,6 +17,8 @@ from webhooks.core.operational import (
     ENDPOINT_ENABLED,
     TYPES,
     DeliveryDeadLettered,
+    OperationalConfig,
+    OperationalEvent,
     circuit_event,
 )
 
@@ -103,3 +107,59 @@ def test_dead_letter_data_keeps_publisher_ids_and_no_payload() -> None:
     }
     with pytest.raises(ValueError, match="Extra inputs"):
         DeliveryDeadLettered.model_validate({**dumped, "body": "{}"})
+
+
+class Published:
+    """Records what the activity hands to the publisher's `publish_event`."""
+
+    def __init__(self) -> None:
+        self.calls: list[dict[str, object]] = []
+
+    async def __call__(
+        self, *, account_id: str, event_type: str, data: object, event_id: str
+    ) -> list[str]:
+        self.calls.append(
+            {"account_id": account_id, "event_type": event_type, "data": data, "id": event_id}
+        )
+        return ["msg_ops_1"]
+
+
+async def account_of(endpoint_id: str) -> str | None:
+    return {"ep_ops": "acct_ops", "ep_1": "acct_9"}.get(endpoint_id)
+
+
+def opened(endpoint_id: str) -> OperationalEvent:
+    snapshot = CircuitSnapshot(endpoint_id=endpoint_id, phase=P.OPEN, opened_at=NOW)
+    event = circuit_event(P.CLOSED, snapshot, NOW, event_id=f"c.{endpoint_id}.1", by_operator=False)
+    assert event is not None
+    return event
+
+
+async def test_the_activity_publishes_to_the_operations_account() -> None:
+    published = Published()
+    events = OperationalEvents(
+        operations_account="acct_ops",
+        publish=published,
+        account_of=account_of,
+        expiry_warning_seconds=3600,
+    )
+    env = ActivityEnvironment()
+    config = await env.run(events.publish_operational_event, opened("ep_1"))
+    assert config == OperationalConfig(enabled=True, expiry_warning_seconds=3600)
+    (call,) = published.calls
+    assert call["account_id"] == "acct_ops"
+    assert call["event_type"] == CIRCUIT_OPENED
+    assert call["id"] == "c.ep_1.1"
+    assert isinstance(call["data"], dict)
+    assert call["data"]["account_id"] == "acct_9"  # the customer's, from the registry
+    # About an operations endpoint itself: never published (no loops).
+    await env.run(events.publish_operational_event, opened("ep_ops"))
+    assert len(published.calls) == 1
+
+
+async def test_without_an_operations_account_nothing_is_published() -> None:
+    published = Published()
+    events = OperationalEvents(operations_account=None, publish=published, account_of=account_of)
+    config = await ActivityEnvironment().run(events.publish_operational_event, opened("ep_1"))
+    assert config.enabled is False
+    assert published.calls == []
