@@ -108,6 +108,10 @@ class _Stderr(logging.StreamHandler[TextIO]):
         super().emit(record)
 
 
+def _quiet(record: logging.LogRecord) -> bool:
+    return record.levelno >= logging.WARNING or not record.name.startswith(NOISY)
+
+
 def configure_logging(settings: Settings, stream: TextIO | None = None) -> logging.Handler:
     """Install one handler on the root logger for the chosen format (idempotent); it writes
     to `stream`, by default standard error."""
@@ -124,10 +128,10 @@ def configure_logging(settings: Settings, stream: TextIO | None = None) -> loggi
         if as_json
         else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
     )
+    # A filter on our handler, not the libraries' levels: other handlers still see them.
+    handler.addFilter(_quiet)
     root.addHandler(handler)
     root.setLevel(settings.log_level)
-    for name in NOISY:
-        logging.getLogger(name).setLevel(logging.WARNING)
     # In JSON the context is in fields; appended to the message too it would say it twice.
     workflow.logger.workflow_info_on_message = not as_json
     activity.logger.activity_info_on_message = not as_json
