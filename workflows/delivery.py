@@ -52,7 +52,9 @@ with workflow.unsafe.imports_passed_through():
     )
     from webhooks.core.names import DELIVERY_WORKFLOW
     from webhooks.core.policy import Decision, decide
+    from webhooks.core.summaries import attempt_summary, held_summary, retry_summary
     from workflows.dead_letter import DeadLetter
+    from workflows.telemetry import DeliveryTelemetry
 
 CIRCUIT_JITTER_SECONDS = 5.0
 """Deliveries held by an open circuit wake spread over this long after the probe time."""
@@ -72,6 +74,8 @@ class WebhookDelivery:
         self._retry_now = False
         self._next_attempt_at: datetime | None = None
         self._dead_letter_reason: DeadLetterReason | None = None
+        self._last: SendResult | None = None
+        self._telemetry = DeliveryTelemetry(request)
 
     @workflow.run
     async def run(self, request: DeliveryRequest) -> DeliveryResult:
@@ -143,6 +147,7 @@ class WebhookDelivery:
                 ),
                 start_to_close_timeout=SEND_TIMEOUT,
                 retry_policy=RetryPolicy(maximum_attempts=1),
+                summary=attempt_summary(len(self._attempts) + 1),
             )
         except ActivityError as err:
             # The activity reports every receiver behaviour as a result; this is our bug or
@@ -177,10 +182,13 @@ class WebhookDelivery:
             generation=self._request.generation,
         )
         self._attempts.append(attempt)
+        self._last = result
         self._next_attempt_at = decision.next_attempt_at
+        self._telemetry.attempt(attempt.number, result, decision)
         if decision.next_attempt_at is not None:
             self._state = DeliveryState.RETRYING
             self._upsert(DeliveryState.RETRYING)
+            self._show()
 
     def _hold(
         self, gate: Gate, started_at: datetime, request: DeliveryRequest
@@ -195,16 +203,27 @@ class WebhookDelivery:
         self._next_attempt_at = retry_at
         self._state = DeliveryState.CIRCUIT_OPEN
         self._upsert(DeliveryState.CIRCUIT_OPEN)
+        self._telemetry.held()
+        self._show()
         return None
 
     async def _wait_for_next_attempt(self) -> None:
         """Sleep on a durable timer until the next attempt; `retry_now` cuts it short."""
         assert self._next_attempt_at is not None
         self._retry_now = False
-        delay = self._next_attempt_at - workflow.now()
+        at, now = self._next_attempt_at, workflow.now()
+        delay = at - now
         if delay > timedelta(0):
+            number = len(self._attempts) + 1
+            summary = (
+                retry_summary(number, at, now, self._last)
+                if self._state is DeliveryState.RETRYING and self._last is not None
+                else held_summary(number, at, now)
+            )
             with contextlib.suppress(TimeoutError):
-                await workflow.wait_condition(lambda: self._retry_now, timeout=delay)
+                await workflow.wait_condition(
+                    lambda: self._retry_now, timeout=delay, timeout_summary=summary
+                )
 
     def _upsert(self, state: DeliveryState) -> None:
         """Publish progress as search attributes (one history event per change of state)."""
@@ -231,10 +250,26 @@ class WebhookDelivery:
         """Whether to set `WebhookAccountId` (histories from before the registry did not)."""
         return self._request.account_id is not None and workflow.patched(sa.ACCOUNT_PATCH)
 
+    def _show(self) -> None:
+        """The delivery's current details in the Temporal UI."""
+        reason = self._dead_letter_reason.value if self._dead_letter_reason else None
+        self._telemetry.details(
+            self._state,
+            attempts=len(self._attempts),
+            last=self._last,
+            next_attempt_at=self._next_attempt_at,
+            reason=reason,
+        )
+
     def _finish(self, state: DeliveryState, dead_letter_id: str | None = None) -> DeliveryResult:
         self._state = state
         self._next_attempt_at = None
         self._upsert(state)
+        reason = self._dead_letter_reason.value if self._dead_letter_reason else None
+        self._telemetry.finished(
+            state, attempts=len(self._attempts), last=self._last, reason=reason
+        )
+        self._show()
         last = self._attempts[-1] if self._attempts else None
         return DeliveryResult(
             delivery_id=self._request.delivery_id,
