@@ -55,8 +55,9 @@ TEMPORAL_CONTEXT = {
 """The keys of Temporal's logging context worth keeping (its `attempt` is Temporal's task
 attempt, not the delivery's, so it is left out)."""
 
-NOISY = ("httpx", "httpcore", "hpack")
-"""Libraries that log every request with its full URL at INFO; kept to warnings."""
+NOISY = ("httpx", "httpcore", "hpack", "alembic")
+"""Libraries kept to warnings: httpx and friends log every request with its full URL at
+INFO, and Alembic narrates each migration check on every command's output."""
 
 _SECRET = re.compile(r"whsec_[A-Za-z0-9+/=_-]+")
 
