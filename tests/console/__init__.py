@@ -117,11 +117,11 @@ async def dead_letters(
     return ids
 
 
-def most_in_one_second(times: list[float]) -> int:
-    """The most events inside any window of one second (a sliding window, not buckets)."""
+def most_in_one_second(times: list[float], window: float = 1.0) -> int:
+    """The most events inside any window of `window` seconds (sliding, not buckets)."""
     ordered, most, start = sorted(times), 0, 0
     for end, moment in enumerate(ordered):
-        while moment - ordered[start] >= 1.0:
+        while moment - ordered[start] >= window:
             start += 1
         most = max(most, end - start + 1)
     return most
