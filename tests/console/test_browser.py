@@ -289,7 +289,7 @@ async def test_a_bulk_redelivery_over_200_keeps_its_rate_across_a_console_restar
 
     per_delivery = Counter(r.headers["webhook-id"] for r in switch.ok)
     assert per_delivery == dict.fromkeys({i.removesuffix("-dlq-0") for i in ids}, 1)
-    # The job paces its signals (at 10/s the receiver stays within the rate: test_bulk_job);
+    # The job paces its signals from the previous one (tests/integration/test_bulk_job.py);
     # each first attempt then passes through the worker's queue, and a busy worker releases a
     # second's worth or two together, so the receiver's rate is judged over three seconds.
     arrivals = [r.received_at for r in switch.ok]

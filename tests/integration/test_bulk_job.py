@@ -76,8 +76,11 @@ async def test_the_cli_job_redelivers_every_match_once_at_its_rate(
         (DeadLetterState.REDELIVERED, "ops")
     }
     assert {v.state for v in await views(client, other)} == {DeadLetterState.OPEN}
-    # Paced from the previous signal: never more than the rate (+1 for scheduling jitter).
-    assert most_in_one_second([r.received_at for r in switch.ok]) <= rate + 1
+    # Signals are paced from the previous one; each first attempt then passes through the
+    # worker's queue, which can release two signals' worth together: judged over 3 s.
+    arrivals = [r.received_at for r in switch.ok]
+    assert most_in_one_second(arrivals, window=3.0) <= 3 * rate + 1
+    assert max(arrivals) - min(arrivals) >= (total - 1) / rate * 0.8
 
 
 async def test_a_redelivery_that_fails_again_is_not_redelivered_by_the_same_job(
