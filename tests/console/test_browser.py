@@ -12,7 +12,7 @@ import socket
 import subprocess
 import sys
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -21,6 +21,7 @@ import pytest
 from playwright.async_api import BrowserContext, Page, async_playwright, expect
 from temporalio.client import Client
 
+from tests.browser import ARGS, ARTIFACTS, CHROMIUM
 from tests.conftest import EndpointPublisher
 from tests.console import PASSWORDS, dead_letters, most_in_one_second, unique
 from tests.console.conftest import bearer
@@ -30,18 +31,6 @@ from webhooks.core.roles import Role
 from webhooks.dev.receiver import ReceivedRequest, Receiver, Respond
 from webhooks.server.settings import ConsoleSettings
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
 EXCERPT = b'<script>window.pwned = 1</script><img src=x onerror="window.pwned = 2">'
 
 
@@ -269,11 +258,11 @@ async def test_a_bulk_redelivery_over_200_keeps_its_rate_across_a_console_restar
         await shot(page, "bulk-job")
         job_url = page.url
 
-        def received() -> Callable[[], asyncio.Future[int]]:
+        def received() -> Callable[[], Awaitable[int]]:
             async def count() -> int:
                 return len(switch.ok)
 
-            return count  # type: ignore[return-value]
+            return count
 
         # Mid-way, the console goes away and comes back; the job runs in the worker.
         await eventually(received(), lambda n: n >= total // 4)

@@ -8,7 +8,6 @@ import asyncio
 import contextlib
 import socket
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 from playwright.async_api import Error as PlaywrightError
@@ -16,6 +15,7 @@ from playwright.async_api import Page, async_playwright
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
+from tests.browser import ARGS, ARTIFACTS, CHROMIUM
 from tests.conftest import BIN, EndpointPublisher
 from tests.integration import BOUND_SECONDS, fast, unique
 from webhooks.config import Settings
@@ -23,19 +23,6 @@ from webhooks.core import search_attributes as sa
 from webhooks.core.models import DeliveryResult, DeliveryState
 from webhooks.dev.receiver import Receiver, Respond, scripted
 from worker import running_worker
-
-CHROMIUM = "/usr/bin/chromium"
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
 
 
 def free_port() -> int:
