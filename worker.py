@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager, nullcontext
 from datetime import timedelta
+from typing import Any
 
+import httpx
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import (
     AddSearchAttributesRequest,
@@ -23,15 +25,16 @@ from temporalio.worker import Worker
 from activities.bulk import BulkActivities
 from activities.circuit_view import CircuitActivities, CircuitView
 from activities.endpoint_cache import EndpointCache
-from activities.operational import OperationalEvents
+from activities.operational import OperationalEvents, accounts_in
 from activities.safe_transport import DestinationPolicy
 from activities.send import SendActivities, new_http_client
 from activities.tracing import AttemptSpans, instrument
 from webhooks.config import Settings
 from webhooks.core import search_attributes as sa
+from webhooks.publisher import WebhookPublisher
 from webhooks.registry.crypto import SecretKeyRing
 from webhooks.registry.errors import SecretKeysError
-from webhooks.registry.service import open_registry
+from webhooks.registry.service import EndpointRegistry, open_registry
 from webhooks.tracing import tracer_of
 from workflows.bulk_dead_letters import BulkDeadLetterAction
 from workflows.dead_letter import DeadLetter
@@ -43,10 +46,11 @@ log = logging.getLogger("webhooks.worker")
 SHUTDOWN_MARGIN_SECONDS = 5.0
 
 WORKFLOWS = (WebhookDelivery, DeadLetter, EndpointCircuit)
-"""The workflow types on the delivery task queue."""
-CONTROL_WORKFLOWS = (BulkDeadLetterAction,)
-"""The workflow types on the control task queue (operator jobs)."""
-ALL_WORKFLOWS = WORKFLOWS + CONTROL_WORKFLOWS
+"""The workflow types on the delivery task queue (`EndpointCircuit` for circuits started
+there before the control queue: they move at their next continue-as-new)."""
+CONTROL_WORKFLOWS = (EndpointCircuit, BulkDeadLetterAction)
+"""The workflow types on the control task queue: circuits and operator jobs."""
+ALL_WORKFLOWS = tuple(dict.fromkeys(WORKFLOWS + CONTROL_WORKFLOWS))
 """Every workflow type the worker runs (the replay test replays a history of each)."""
 
 
@@ -109,54 +113,90 @@ async def running_worker(client: Client, settings: Settings) -> AsyncIterator[Wo
             max_connections=settings.max_connections,
             destinations=DestinationPolicy.from_settings(settings),
         ) as http,
-        (
-            CircuitView(client, task_queue=settings.task_queue, config=settings.circuit)
-            if settings.circuit_enabled
-            else nullcontext()
-        ) as view,
     ):
-        tracer = tracer_of(client)
-        if tracer is not None:
-            instrument(http, send_traceparent=settings.send_traceparent)
-        sender = SendActivities(
-            http,
-            EndpointCache(
-                registry,
-                ttl=settings.registry_cache_seconds,
-                stale=settings.registry_stale_seconds,
-            ),
-            timeout_seconds=settings.http_timeout_seconds,
-            excerpt_bytes=settings.response_excerpt_bytes,
-            circuit=view,
+        endpoints = EndpointCache(
+            registry, ttl=settings.registry_cache_seconds, stale=settings.registry_stale_seconds
         )
-        worker = Worker(
-            client,
-            task_queue=settings.task_queue,
-            workflows=list(WORKFLOWS),
-            activities=[
-                sender.send_webhook,
-                CircuitActivities(client).wake_deliveries,
-                operational_events(settings).publish_operational_event,
-            ],
-            # Temporal's TracingInterceptor comes from the client; this adds the attempt span.
-            interceptors=[AttemptSpans(tracer)] if tracer is not None else [],
-            # On shutdown (a rolling deploy's SIGTERM) in-flight sends get their whole HTTP
-            # timeout to finish instead of being cancelled and sent again by another worker.
-            graceful_shutdown_timeout=graceful_shutdown_timeout(settings),
-        )
-        bulk = BulkActivities(client)
-        # Operator jobs on their own queue, so a backlog of deliveries never delays them.
-        control = Worker(
-            client,
-            task_queue=settings.control_queue,
-            workflows=list(CONTROL_WORKFLOWS),
-            activities=[bulk.count_dead_letters, bulk.signal_dead_letters],
-        )
-        async with worker, control:
-            log.info(
-                "worker polling task queues %r and %r", settings.task_queue, settings.control_queue
-            )
+        async with (
+            (
+                CircuitView(
+                    client,
+                    task_queue=settings.control_queue,
+                    config=settings.circuit,
+                    endpoints=endpoints,
+                    registry=registry,
+                )
+                if settings.circuit_enabled
+                else nullcontext()
+            ) as view,
+            _workers(client, settings, http, endpoints, registry, view) as worker,
+        ):
             yield worker
+
+
+@asynccontextmanager
+async def _workers(
+    client: Client,
+    settings: Settings,
+    http: httpx.AsyncClient,
+    endpoints: EndpointCache,
+    registry: EndpointRegistry,
+    view: CircuitView | None,
+) -> AsyncIterator[Worker]:
+    """The delivery worker and the control worker (circuits and operator jobs, on their own
+    queue so that a backlog of deliveries never delays them)."""
+    tracer = tracer_of(client)
+    if tracer is not None:
+        instrument(http, send_traceparent=settings.send_traceparent)
+    circuits = CircuitActivities(client, registry)
+    circuit_activities: list[Callable[..., Any]] = [
+        circuits.load_circuit,
+        circuits.publish_circuit,
+        circuits.nudge_probe,
+        circuits.wake_deliveries,
+    ]
+    events = operational_events(client, settings, registry)
+    sender = SendActivities(
+        http,
+        endpoints,
+        timeout_seconds=settings.http_timeout_seconds,
+        excerpt_bytes=settings.response_excerpt_bytes,
+        circuit=view,
+    )
+    worker = Worker(
+        client,
+        task_queue=settings.task_queue,
+        workflows=list(WORKFLOWS),
+        activities=[
+            sender.send_webhook,
+            *circuit_activities,
+            events.publish_operational_event,
+        ],
+        # Temporal's TracingInterceptor comes from the client; this adds the attempt span.
+        interceptors=[AttemptSpans(tracer)] if tracer is not None else [],
+        # On shutdown (a rolling deploy's SIGTERM) in-flight sends get their whole HTTP
+        # timeout to finish instead of being cancelled and sent again by another worker.
+        graceful_shutdown_timeout=graceful_shutdown_timeout(settings),
+        max_concurrent_workflow_tasks=settings.max_concurrent_sends,
+        max_concurrent_local_activities=settings.max_concurrent_sends,
+    )
+    bulk = BulkActivities(client)
+    control = Worker(
+        client,
+        task_queue=settings.control_queue,
+        workflows=list(CONTROL_WORKFLOWS),
+        activities=[
+            bulk.count_dead_letters,
+            bulk.signal_dead_letters,
+            *circuit_activities,
+            events.publish_operational_event,
+        ],
+    )
+    async with worker, control:
+        log.info(
+            "worker polling task queues %r and %r", settings.task_queue, settings.control_queue
+        )
+        yield worker
 
 
 def graceful_shutdown_timeout(settings: Settings) -> timedelta:
@@ -165,13 +205,18 @@ def graceful_shutdown_timeout(settings: Settings) -> timedelta:
     return timedelta(seconds=settings.http_timeout_seconds + SHUTDOWN_MARGIN_SECONDS)
 
 
-def operational_events(settings: Settings) -> OperationalEvents:
-    """The operational-event activity; without an operations account it publishes nothing
-    (it is registered all the same: dead letters and circuits always call it)."""
+def operational_events(
+    client: Client, settings: Settings, registry: EndpointRegistry
+) -> OperationalEvents:
+    """The operational-event activity: publishes to the operations account's registry
+    endpoints like any event (one signed, retried `WebhookDelivery` each, on the delivery
+    queue). Without an operations account it publishes nothing (it is registered all the
+    same: dead letters and circuits always call it)."""
+    publisher = WebhookPublisher(client, registry=registry, task_queue=settings.task_queue)
     return OperationalEvents(
         operations_account=settings.operations_account_id,
-        publish=None,
-        account_of=None,
+        publish=publisher.publish_event,
+        account_of=accounts_in(registry),
         expiry_warning_seconds=settings.dead_letter_expiry_warning_seconds,
     )
 

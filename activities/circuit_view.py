@@ -1,71 +1,78 @@
-"""The worker's side of the endpoint circuits: a cached view that gates sends, and the
-aggregated reports that keep the `EndpointCircuit` workflows informed.
+"""The worker's side of the endpoint circuits: the gate in front of every send, the
+aggregated reports that keep the `EndpointCircuit` workflows informed, and the activities
+those workflows run.
+
+The circuit workflow is the authority: it publishes its verdict (phase, next probe time)
+to the registry, and every gate reads it through the registry cache, the same short TTL
+as the endpoint's URL. A worker's local copy of the state machine (fed by its own sends)
+only bridges the seconds before the circuit has heard: it trips at once on this worker's
+failures, so a dead endpoint is cut off after a handful of requests, and it yields to the
+circuit within LOCAL_TRUST_SECONDS.
 
 Cost model, which the tests count:
-- an endpoint that has not failed recently has no entry here: gating it is a dict lookup,
-  and nothing is sent to Temporal (no signal, no query, no history event);
-- a failing endpoint gets at most one `report` signal per flush interval from this worker,
-  one `state` query per refresh interval while deliveries ask (queries add no history),
-  and one `acquire_probe` update per cooldown;
-- deliveries held by an open circuit: one per worker comes back for the next probe, the
-  rest sleep a whole maximum cooldown (`wake_deliveries` wakes them when it closes).
-The local copy of the state machine trips on this worker's own failures at once, so a
-dead endpoint is cut off after a handful of requests, before the workflow has even heard.
+- an endpoint that has not failed recently costs a cached registry read per TTL; nothing
+  is sent to Temporal (no signal, no query, no history event);
+- a failing endpoint gets at most one `report` signal per flush interval from this worker;
+- while its circuit is open, held deliveries sleep (HOLD_SECONDS at most, a safety net):
+  the circuit wakes one for each probe (one lease in the registry, whoever asks first)
+  and all of them, paced, once it closes or is disabled. No queries, no updates.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import logging
 import time
-from collections.abc import Coroutine
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
+from pydantic import BaseModel
 from temporalio import activity
-from temporalio.client import (
-    Client,
-    RPCError,
-    WorkflowExecutionStatus,
-    WorkflowUpdateFailedError,
-)
-from temporalio.service import RPCStatusCode
+from temporalio.client import Client, RPCError
 
+from activities.endpoint_cache import EndpointCache
+from webhooks.core import metrics
 from webhooks.core import search_attributes as sa
 from webhooks.core.circuit import (
-    VIEW_LAG_SECONDS,
+    HOLD_SECONDS,
+    LOCAL_TRUST_SECONDS,
     Circuit,
     CircuitConfig,
     CircuitInput,
     CircuitPhase,
     CircuitSnapshot,
     OutcomeReport,
+    PublishedCircuit,
     Signal,
+    gate_of,
 )
 from webhooks.core.ids import circuit_id
 from webhooks.core.models import DeliveryState, Gate
 from webhooks.core.names import CIRCUIT_WORKFLOW, DELIVERY_WORKFLOW
 from webhooks.core.visibility import quote
+from webhooks.registry.errors import RegistryUnavailableError
+from webhooks.registry.service import EndpointRegistry
 
 log = logging.getLogger(__name__)
 
-PROBE_POLL_SECONDS = 1.0
-DISCOVER_EVERY_TICKS = 5
-"""One visibility query per this many flush intervals, whatever the number of endpoints."""
 WAKE_PER_SECOND = 200.0
 """How fast `wake_deliveries` releases a recovered endpoint's queue: about what one worker
 delivers at most, so the drain runs at the healthy rate; if the endpoint fails again, the
 circuit trips again after a handful of requests and holds the rest."""
 WAKE_IN_FLIGHT = 50
+"""Signals in flight at once."""
+WAKE_BACKLOG = 100
+"""Woken deliveries the workers may have waiting at once (see `_Backlog`)."""
+BACKLOG_PATIENCE_SECONDS = 30.0
+WAKE_PAGE = 200
 SELF_WAKE_SECONDS = 5.0
-"""`wake_deliveries` leaves a delivery due this soon to its own timer (see there)."""
-ASKED_RECENTLY_SECONDS = 10.0
-"""While deliveries asked about a troubled endpoint this recently, its copy is kept fresh.
-
-Longer than a delivery's re-ask after a short wait (PROBE_POLL_SECONDS plus the delivery's
-jitter), so a re-ask always finds a copy it can trust."""
+"""A delivery due this soon is left to its own timer: a `retry_now` landing while its send
+completes would fail that workflow task, and the POST would run again (a duplicate)."""
+UNREADABLE_PROBE_HOLD_SECONDS = 10.0
+"""A due circuit whose probe lease cannot be taken (registry down) holds this long."""
 
 
 def _now() -> datetime:
@@ -75,29 +82,15 @@ def _now() -> datetime:
 @dataclass
 class _Endpoint:
     circuit: Circuit
+    """This worker's local copy, fed by its own sends."""
     pending: OutcomeReport = field(default_factory=OutcomeReport)
-    refreshed_at: float = 0.0
-    evidence_at: float = 0.0
-    """When this worker last learned what the circuit workflow may not know yet: a local
-    trip, or a report that reached it. A query asked earlier may predate it."""
+    tripped_at: datetime | None = None
+    """When the local copy left closed (None: it is closed)."""
     last_failure: float = 0.0
-    refreshing: asyncio.Task[None] | None = None
-    refresh_started: float = 0.0
-    acquiring: asyncio.Task[None] | None = None
-    asked_at: float = 0.0
-    probe_granted: bool = False
-    """The circuit granted this worker the probe; the next delivery to ask takes it."""
-    probe_taken_at: float | None = None
-    """When a delivery took the probe; it counts as in flight until reported (or the lease)."""
-    probe_done_at: float | None = None
-    """When this worker's last probe reported back."""
-    probe_denied_until: datetime | None = None
-    candidate_at: datetime | None = None
-    """When the delivery held to come back first (a candidate for the probe) is due."""
 
 
 class CircuitView:
-    """Per-worker cache of endpoint circuits plus the report aggregator."""
+    """Per-worker gate and report aggregator for the endpoint circuits."""
 
     def __init__(
         self,
@@ -105,21 +98,22 @@ class CircuitView:
         *,
         task_queue: str,
         config: CircuitConfig,
+        endpoints: EndpointCache,
+        registry: EndpointRegistry,
         flush_interval: float = 1.0,
-        refresh_interval: float = 1.0,
     ) -> None:
         self._client = client
         self._task_queue = task_queue
+        """Where circuits run: the control task queue."""
         self._config = config
+        self._cache = endpoints
+        self._registry = registry
         self._flush_interval = flush_interval
-        self._refresh_interval = refresh_interval
-        if 2 * refresh_interval >= VIEW_LAG_SECONDS:
-            raise ValueError(f"refresh_interval must be under {VIEW_LAG_SECONDS / 2} s")
         self._endpoints: dict[str, _Endpoint] = {}
         self._flusher: asyncio.Task[None] | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
         self._reports: set[asyncio.Task[None]] = set()
         self.signals_sent = 0
+        self.probes_taken = 0
 
     async def __aenter__(self) -> CircuitView:
         self._flusher = asyncio.create_task(self._flush_forever())
@@ -130,134 +124,53 @@ class CircuitView:
         self._flusher.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._flusher
-        # Queries and probe requests: nothing is lost by dropping them (a granted probe's
-        # lease expires), and with the worker gone they could only time out. Reports go.
-        for task in self._tasks - self._reports:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*self._reports, return_exceptions=True)
         await self.flush()
 
     # -- gating ---------------------------------------------------------------------------
 
-    def gate(self, endpoint_id: str) -> Gate:
-        """May a delivery to this endpoint send now? Never blocks and never raises.
+    async def gate(self, endpoint_id: str) -> Gate:
+        """May a delivery to this endpoint send now? Never raises.
 
-        It runs inside a local activity, which holds a workflow task slot: waiting here on
-        a query or update (which need a workflow task on this same worker) could deadlock
-        the worker. So it answers from the cache and refreshes in the background.
-        """
+        When the verdict cannot be read (the registry down past its stale window), the
+        delivery goes ahead under the local copy alone: fail open, bounded by the local
+        trip (a few requests per LOCAL_TRUST_SECONDS per worker to a dead endpoint)."""
+        now = _now()
+        try:
+            published = await self._cache.circuit(endpoint_id)
+        except RegistryUnavailableError:
+            published = None
         entry = self._endpoints.get(endpoint_id)
-        if entry is None:
-            return Gate(allow=True)  # Not failed recently: closed, and free.
-        now, mono = _now(), time.monotonic()
-        entry.asked_at = mono
-        age = mono - entry.refreshed_at
-        if age > self._refresh_interval and entry.refreshing is None:
-            self._start_refresh(endpoint_id, entry)
-        gate = entry.circuit.gate(now)
-        if age > 2 * self._refresh_interval and not gate.allow and not gate.probe:
-            # An old copy may dead-letter a delivery after an operator's `enable`, or hold
-            # one that `wake_deliveries` just woke for a whole cooldown: ask again once the
-            # refresh is in. Unless queries are slow (a busy worker): then polling would
-            # only add load, and holds are reconciled by `discover` instead.
-            slow = entry.refreshing is not None and mono - entry.refresh_started > 1.0
-            if gate.disabled or not slow:
-                return Gate(allow=False, retry_at=now + timedelta(seconds=PROBE_POLL_SECONDS))
-        if gate.allow or gate.disabled:
-            return gate
-        cooldown_later = now + entry.circuit.current_cooldown()
+        gate = gate_of(published, local_tripped_at=self._local_trip(entry, published, now), now=now)
         if not gate.probe:
-            assert gate.retry_at is not None  # open: until the next probe
-            return self._hold(entry, gate.retry_at, now)
-        if entry.probe_granted:
-            entry.probe_granted, entry.probe_taken_at = False, mono
+            return gate
+        try:
+            taken = await self._registry.take_probe(endpoint_id, self._config.probe_lease_seconds)
+        except RegistryUnavailableError:
+            return Gate(
+                allow=False, retry_at=now + timedelta(seconds=UNREADABLE_PROBE_HOLD_SECONDS)
+            )
+        if taken:
+            self.probes_taken += 1
             return Gate(allow=True, probe=True)
-        lease = self._config.probe_lease_seconds
-        in_flight = entry.probe_taken_at is not None and mono - entry.probe_taken_at < lease
-        if in_flight:
-            # Its result closes the circuit (which wakes everyone) or reopens it.
-            return self._hold(entry, cooldown_later, now)
-        if entry.probe_denied_until and now < entry.probe_denied_until:
-            return self._hold(entry, entry.probe_denied_until, now)
-        if entry.acquiring is not None:
-            return self._hold(entry, cooldown_later, now)
-        entry.acquiring = self._background(self._acquire_probe(endpoint_id, entry))
-        # This delivery asks again shortly: by then the grant (or the refusal) is here.
-        return Gate(allow=False, retry_at=now + timedelta(seconds=PROBE_POLL_SECONDS))
+        return Gate(allow=False, retry_at=gate.retry_at)
 
-    def _hold(self, entry: _Endpoint, until: datetime, now: datetime) -> Gate:
-        """Hold a delivery until `until`, or much longer if another one already comes back.
+    def _local_trip(
+        self, entry: _Endpoint | None, published: PublishedCircuit | None, now: datetime
+    ) -> datetime | None:
+        """This worker's own trip while it still counts; once the circuit has spoken since,
+        or had LOCAL_TRUST_SECONDS to, the circuit wins and the local copy starts afresh."""
+        if entry is None or entry.tripped_at is None:
+            return None
+        spoken = published is not None and published.changed_at >= entry.tripped_at
+        if spoken or now >= entry.tripped_at + timedelta(seconds=LOCAL_TRUST_SECONDS):
+            entry.circuit = self._fresh(entry.circuit.s.endpoint_id)
+            entry.tripped_at = None
+            return None
+        return entry.tripped_at
 
-        Only one delivery per worker needs to be back when the next probe may go (it may
-        become the probe); the circuit closing wakes every other one (`wake_deliveries`).
-        So the rest wait a whole maximum cooldown instead of all waking every cooldown to
-        be told to wait again: a dead endpoint's queue costs a few checks per cooldown,
-        not one per delivery.
-        """
-        if entry.candidate_at is None or entry.candidate_at < now:
-            entry.candidate_at = until
-            return Gate(allow=False, retry_at=until)
-        long_hold = timedelta(seconds=self._config.max_cooldown_seconds)
-        return Gate(allow=False, retry_at=max(until, entry.candidate_at) + long_hold)
-
-    def _background(
-        self, work: Coroutine[Any, Any, None], *, report: bool = False
-    ) -> asyncio.Task[None]:
-        task = asyncio.get_running_loop().create_task(work)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        if report:
-            self._reports.add(task)
-            task.add_done_callback(self._reports.discard)
-        return task
-
-    def _start_refresh(self, endpoint_id: str, entry: _Endpoint) -> None:
-        entry.refresh_started = time.monotonic()
-        entry.refreshing = self._background(self._refresh(endpoint_id, entry))
-
-    async def _refresh(self, endpoint_id: str, entry: _Endpoint) -> None:
-        # A copy is as old as the question: the answer reflects everything before it.
-        asked = entry.refresh_started
-        try:
-            handle = self._client.get_workflow_handle(circuit_id(endpoint_id))
-            snapshot = await handle.query("state", result_type=CircuitSnapshot)
-            if entry.evidence_at > asked:
-                return  # Our copy is newer than that answer: keep it, ask again later.
-            local = Circuit(snapshot, self._config)
-            # What we saw but have not reported yet still counts.
-            if not entry.pending.empty:
-                local.record(entry.pending.model_copy(update={"probe_succeeded": None}), _now())
-            entry.circuit = local
-        except RPCError as err:
-            # NOT_FOUND: not started yet, our local copy is all there is.
-            if err.status != RPCStatusCode.NOT_FOUND:
-                log.warning("circuit query for %s failed: %s", endpoint_id, err.message)
-        finally:
-            entry.refreshed_at = asked
-            entry.refreshing = None
-
-    async def _acquire_probe(self, endpoint_id: str, entry: _Endpoint) -> None:
-        try:
-            handle = self._client.get_workflow_handle(circuit_id(endpoint_id))
-            gate = await handle.execute_update("acquire_probe", result_type=Gate)
-            if gate.allow and gate.probe:
-                entry.probe_granted = True
-            else:
-                now = _now()
-                if not gate.retry_at:
-                    # Closed or disabled: our copy is out of date; refresh it at the next ask.
-                    entry.refreshed_at = 0.0
-                until = gate.retry_at or now + timedelta(seconds=PROBE_POLL_SECONDS)
-                lease = self._config.probe_lease_seconds
-                if entry.probe_done_at and time.monotonic() - entry.probe_done_at < lease:
-                    # The lease may be our own probe's, whose result is still on its way:
-                    # do not sit out a whole lease for it.
-                    until = min(until, now + entry.circuit.current_cooldown())
-                entry.probe_denied_until = until
-        except (RPCError, WorkflowUpdateFailedError) as err:
-            log.warning("cannot acquire a probe for %s: %s", endpoint_id, err)
-        finally:
-            entry.acquiring = None
+    def _fresh(self, endpoint_id: str) -> Circuit:
+        return Circuit(CircuitSnapshot(endpoint_id=endpoint_id), self._config)
 
     # -- reporting ------------------------------------------------------------------------
 
@@ -267,9 +180,7 @@ class CircuitView:
         if entry is None:
             if signal in (Signal.SUCCESS, Signal.NEUTRAL) and not probe:
                 return
-            entry = self._endpoints[endpoint_id] = _Endpoint(
-                Circuit(CircuitSnapshot(endpoint_id=endpoint_id), self._config)
-            )
+            entry = self._endpoints[endpoint_id] = _Endpoint(self._fresh(endpoint_id))
         p = entry.pending
         if signal is Signal.SUCCESS:
             p.successes += 1
@@ -288,22 +199,24 @@ class CircuitView:
             # Any answer but a failure proves the endpoint up (a 4xx included).
             probe_succeeded=(signal is not Signal.FAILURE) if probe else None,
         )
-        before = entry.circuit.s.phase
+        was_closed = entry.circuit.s.phase is CircuitPhase.CLOSED
         entry.circuit.record(single, _now())
-        if entry.circuit.s.phase is not before:
-            # Our own evidence: as fresh as it gets.
-            entry.refreshed_at = entry.evidence_at = time.monotonic()
+        tripped = was_closed and entry.circuit.s.phase is not CircuitPhase.CLOSED
+        if tripped:
+            entry.tripped_at = _now()
         if probe:
-            entry.probe_taken_at, entry.probe_done_at = None, time.monotonic()
             p.probe_succeeded = single.probe_succeeded
-            # A probe result changes the circuit for everyone: report it now.
-            self._background(self._flush_one(endpoint_id, entry), report=True)
+        if tripped or probe:
+            # A trip or a probe result changes the circuit for everyone: report it now.
+            task = asyncio.get_running_loop().create_task(self._flush_one(endpoint_id, entry))
+            self._reports.add(task)
+            task.add_done_callback(self._reports.discard)
 
     async def flush(self) -> None:
         for endpoint_id, entry in list(self._endpoints.items()):
             await self._flush_one(endpoint_id, entry)
             idle = time.monotonic() - entry.last_failure > self._config.window_seconds
-            if idle and entry.pending.empty and entry.circuit.s.phase is CircuitPhase.CLOSED:
+            if idle and entry.pending.empty and entry.tripped_at is None:
                 del self._endpoints[endpoint_id]  # Healthy again: back to zero cost.
 
     async def _flush_one(self, endpoint_id: str, entry: _Endpoint) -> None:
@@ -313,107 +226,133 @@ class CircuitView:
         try:
             await self._client.start_workflow(
                 CIRCUIT_WORKFLOW,
-                CircuitInput(endpoint_id=endpoint_id, config=self._config),
+                CircuitInput(
+                    endpoint_id=endpoint_id,
+                    config=self._config,
+                    control_task_queue=self._task_queue,
+                ),
                 id=circuit_id(endpoint_id),
                 task_queue=self._task_queue,
                 start_signal="report",
                 start_signal_args=[report],
             )
             self.signals_sent += 1
-            entry.evidence_at = time.monotonic()
         except RPCError as err:
             log.warning("circuit report for %s failed: %s", endpoint_id, err.message)
 
-    async def discover(self) -> None:
-        """Learn every circuit that is not closed, with one visibility query.
-
-        So a new worker, or an endpoint an operator disabled while it was healthy, is
-        gated without this worker having to fail against it first. A copy whose phase the
-        listing contradicts (closed, enabled, disabled since) is queried again.
-        """
-        query = (
-            f"WorkflowType={quote(CIRCUIT_WORKFLOW)} AND ExecutionStatus='Running' "
-            f"AND TaskQueue={quote(self._task_queue)} "
-            f"AND {sa.STATUS.name}!={quote(CircuitPhase.CLOSED.value)}"
-        )
-        listed: dict[str, CircuitPhase] = {}
-        async for wf in self._client.list_workflows(query):
-            attributes = wf.typed_search_attributes
-            endpoint_id = attributes.get(sa.ENDPOINT_ID)
-            if endpoint_id:
-                listed[endpoint_id] = CircuitPhase(attributes.get(sa.STATUS) or "open")
-        for endpoint_id, phase in listed.items():
-            if endpoint_id not in self._endpoints:
-                # Start from the listed phase; the query (in the background, so that one
-                # slow circuit cannot stall reporting) fills in the rest.
-                self._endpoints[endpoint_id] = _Endpoint(
-                    Circuit(CircuitSnapshot(endpoint_id=endpoint_id, phase=phase), self._config)
-                )
-        for endpoint_id, entry in self._endpoints.items():
-            phase = listed.get(endpoint_id, CircuitPhase.CLOSED)
-            contradicted = entry.circuit.s.phase is not phase or not entry.refreshed_at
-            if contradicted and entry.refreshing is None:
-                self._start_refresh(endpoint_id, entry)
-
-    def _refresh_asked(self) -> None:
-        """Keep the copies of troubled endpoints that deliveries are asking about fresh."""
-        mono = time.monotonic()
-        for endpoint_id, entry in self._endpoints.items():
-            if (
-                entry.circuit.s.phase is not CircuitPhase.CLOSED
-                and mono - entry.asked_at < ASKED_RECENTLY_SECONDS
-                and mono - entry.refreshed_at > self._refresh_interval
-                and entry.refreshing is None
-            ):
-                self._start_refresh(endpoint_id, entry)
-
     async def _flush_forever(self) -> None:
-        ticks = 0
         while True:
             await asyncio.sleep(self._flush_interval)
-            ticks += 1
             try:
                 await self.flush()
-                self._refresh_asked()
-                if ticks % DISCOVER_EVERY_TICKS == 1:
-                    await self.discover()
             except Exception:
                 log.exception("circuit flush failed")
 
 
+class WakeProgress(BaseModel):
+    """A wake's cursor, kept in its heartbeat so that a retry resumes where it stopped."""
+
+    started_at: datetime
+    sweep: int = 0
+    page_token: str | None = None
+    """Visibility's next-page token, base64 (tokens are bytes)."""
+    woken: int = 0
+
+
 class CircuitActivities:
-    """What the circuit workflow needs from the outside world."""
+    """What the `EndpointCircuit` workflow needs from the outside world. Every failure is
+    logged and counted (`webhooks_circuit_io_failures_total{activity}`) and retried by
+    the workflow's retry policy."""
 
     def __init__(
         self,
         client: Client,
+        registry: EndpointRegistry,
         *,
         wake_per_second: float = WAKE_PER_SECOND,
-        settle_seconds: float = VIEW_LAG_SECONDS,
     ) -> None:
         self._client = client
+        self._registry = registry
         self._wake_per_second = wake_per_second
-        self._settle_seconds = settle_seconds
+
+    @activity.defn(name="load_circuit")
+    async def load_circuit(self, endpoint_id: str) -> PublishedCircuit | None:
+        async with _counted("load_circuit"):
+            return await self._registry.circuit(endpoint_id)
+
+    @activity.defn(name="publish_circuit")
+    async def publish_circuit(self, verdict: PublishedCircuit) -> bool:
+        async with _counted("publish_circuit"):
+            return await self._registry.publish_circuit(verdict)
+
+    @activity.defn(name="nudge_probe")
+    async def nudge_probe(self, endpoint_id: str) -> bool:
+        """Wake one held delivery so that it takes the probe; False: nobody is held."""
+        async with _counted("nudge_probe"):
+            query = _held_query(
+                endpoint_id,
+                (DeliveryState.CIRCUIT_OPEN,),
+                waking_after=_now() + timedelta(seconds=SELF_WAKE_SECONDS),
+            )
+            async for wf in self._client.list_workflows(query, limit=1, page_size=1):
+                with contextlib.suppress(RPCError):  # It may have just finished.
+                    await self._client.get_workflow_handle(wf.id).signal("retry_now")
+                return True
+            return False
 
     @activity.defn(name="wake_deliveries")
     async def wake_deliveries(self, endpoint_id: str) -> int:
-        """Signal `retry_now` to every waiting delivery of the endpoint, paced.
+        """Signal `retry_now` to every waiting delivery of the endpoint, paced; resumable.
 
-        Signals go out on a schedule (not one after another), so a slow server does not
-        slow the pace. A delivery about to wake by itself is signalled only after that
-        moment: a signal landing while its last send completes it fails that workflow
-        task, and its local activity (the POST) runs again: a duplicate request.
-        """
-        query = (
-            f"WorkflowType={quote(DELIVERY_WORKFLOW)} AND ExecutionStatus='Running' AND "
-            f"{sa.ENDPOINT_ID.name}={quote(endpoint_id)} AND {sa.STATUS.name} IN "
-            f"({quote(DeliveryState.RETRYING.value)}, {quote(DeliveryState.CIRCUIT_OPEN.value)})"
+        Two sweeps: the first wakes every delivery in backoff or held; the second, a few
+        seconds later, those held again meanwhile by a worker that had not yet seen the
+        change. Deliveries due within SELF_WAKE_SECONDS are left to their own timers."""
+        async with _counted("wake_deliveries"):
+            details = activity.info().heartbeat_details
+            progress = (
+                WakeProgress.model_validate(details[0])
+                if details
+                else WakeProgress(started_at=_now())
+            )
+            while progress.sweep < 2:
+                if progress.sweep == 0:
+                    waking_after = _now() + timedelta(seconds=SELF_WAKE_SECONDS)
+                    query = _held_query(
+                        endpoint_id,
+                        (DeliveryState.RETRYING, DeliveryState.CIRCUIT_OPEN),
+                        waking_after=waking_after,
+                    )
+                else:
+                    if progress.page_token is None:
+                        await asyncio.sleep(2 * SELF_WAKE_SECONDS)
+                    # Only those held since this wake began: a delivery woken by the first
+                    # sweep still shows its old hold while it sends, and a second signal
+                    # landing during that send would make Temporal run the POST again.
+                    waking_after = progress.started_at + timedelta(seconds=HOLD_SECONDS)
+                    query = _held_query(
+                        endpoint_id, (DeliveryState.CIRCUIT_OPEN,), waking_after=waking_after
+                    )
+                held = _held_query(
+                    endpoint_id, (DeliveryState.CIRCUIT_OPEN,), waking_after=waking_after
+                )
+                await self._sweep(query, held, progress)
+                progress = progress.model_copy(
+                    update={"sweep": progress.sweep + 1, "page_token": None}
+                )
+                activity.heartbeat(progress.model_dump(mode="json"))
+            return progress.woken
+
+    async def _sweep(self, query: str, held_query: str, progress: WakeProgress) -> None:
+        pages = self._client.list_workflows(
+            query,
+            page_size=WAKE_PAGE,
+            next_page_token=base64.b64decode(progress.page_token) if progress.page_token else None,
         )
-        scheduled = 0
-        started = 0.0
-        later: list[tuple[datetime, str]] = []
         in_flight = asyncio.Semaphore(WAKE_IN_FLIGHT)
         signals: set[asyncio.Task[None]] = set()
+        started, paced = time.monotonic(), 0
+        backlog = _Backlog(self._client, held_query)
+        await backlog.start()
 
         async def signal(workflow_id: str) -> None:
             try:
@@ -422,54 +361,82 @@ class CircuitActivities:
             finally:
                 in_flight.release()
 
-        async def wake(workflow_id: str) -> None:
-            nonlocal scheduled
-            delay = started + scheduled / self._wake_per_second - time.monotonic()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            await in_flight.acquire()
-            task = asyncio.create_task(signal(workflow_id))
-            signals.add(task)
-            task.add_done_callback(signals.discard)
-            scheduled += 1
-            activity.heartbeat(scheduled)
+        while True:
+            await pages.fetch_next_page()
+            for wf in pages.current_page or ():
+                # On a schedule (not one after another): a slow server does not slow it.
+                delay = started + paced / self._wake_per_second - time.monotonic()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                if wf.typed_search_attributes.get(sa.STATUS) == DeliveryState.CIRCUIT_OPEN.value:
+                    # No faster than the workers get through them: a woken delivery whose
+                    # workflow task times out in a queue runs its send again.
+                    await backlog.woke_one(progress)
+                await in_flight.acquire()
+                task = asyncio.create_task(signal(wf.id))
+                signals.add(task)
+                task.add_done_callback(signals.discard)
+                paced += 1
+            await asyncio.gather(*signals)
+            progress.woken += paced
+            paced, started = 0, time.monotonic()
+            token = pages.next_page_token
+            progress.page_token = base64.b64encode(token).decode() if token else None
+            activity.heartbeat(progress.model_dump(mode="json"))
+            if progress.page_token is None:
+                return
 
-        async for wf in self._client.list_workflows(query):
-            if not started:
-                # Let every worker's cached view catch up with the new phase first.
-                await asyncio.sleep(self._settle_seconds)
-                started = time.monotonic()
-            due = wf.typed_search_attributes.get(sa.NEXT_ATTEMPT_AT)
-            if due is not None and due < _now() + timedelta(seconds=SELF_WAKE_SECONDS):
-                later.append((due, wf.id))
-            else:
-                await wake(wf.id)
-        for due, workflow_id in sorted(later):
-            # Woken by its own timer by now: this only catches one that was held again.
-            wait = (due - _now()).total_seconds() + SELF_WAKE_SECONDS
-            if wait > 0:
-                await asyncio.sleep(wait)
-            if await self._held_again(workflow_id, due):
-                await wake(workflow_id)
-        await asyncio.gather(*signals)
-        return scheduled
 
-    async def _held_again(self, workflow_id: str, due: datetime) -> bool:
-        """Whether a delivery that was due at `due` now waits for a later moment.
+class _Backlog:
+    """How many woken deliveries the workers have not got through yet: those woken, less
+    how far the count of held ones has fallen. The wake keeps it under WAKE_BACKLOG, so
+    it drains at the workers' pace (at most `wake_per_second`); it never waits longer
+    than BACKLOG_PATIENCE_SECONDS for one step (deliveries held again count as not yet
+    through)."""
 
-        One still showing `due` has not finished the attempt its timer started (a busy
-        worker can take longer than SELF_WAKE_SECONDS): a signal now would land during
-        that send and make Temporal run it again, a duplicate request."""
-        try:
-            description = await self._client.get_workflow_handle(workflow_id).describe()
-        except RPCError:
-            return False
-        attributes = description.typed_search_attributes
-        next_at = attributes.get(sa.NEXT_ATTEMPT_AT)
-        return (
-            description.status is WorkflowExecutionStatus.RUNNING
-            and attributes.get(sa.STATUS)
-            in (DeliveryState.RETRYING.value, DeliveryState.CIRCUIT_OPEN.value)
-            and next_at is not None
-            and next_at > due
-        )
+    def __init__(self, client: Client, held_query: str) -> None:
+        self._client = client
+        self._query = held_query
+        self._held_at_start = 0
+        self._woken = 0
+        self._through = 0
+
+    async def start(self) -> None:
+        self._held_at_start = await self._held()
+
+    async def woke_one(self, progress: WakeProgress) -> None:
+        deadline = time.monotonic() + BACKLOG_PATIENCE_SECONDS
+        while self._woken - self._through >= WAKE_BACKLOG and time.monotonic() < deadline:
+            self._through = max(self._through, self._held_at_start - await self._held())
+            if self._woken - self._through >= WAKE_BACKLOG:
+                await asyncio.sleep(0.5)
+                activity.heartbeat(progress.model_dump(mode="json"))
+        self._woken += 1
+
+    async def _held(self) -> int:
+        return (await self._client.count_workflows(self._query)).count
+
+
+def _held_query(
+    endpoint_id: str, states: tuple[DeliveryState, ...], *, waking_after: datetime
+) -> str:
+    """Running deliveries of the endpoint in one of `states`, due after `waking_after`."""
+    after = waking_after.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return (
+        f"WorkflowType={quote(DELIVERY_WORKFLOW)} AND ExecutionStatus='Running' AND "
+        f"{sa.ENDPOINT_ID.name}={quote(endpoint_id)} AND {sa.STATUS.name} IN "
+        f"({', '.join(quote(s.value) for s in states)}) AND "
+        f"{sa.NEXT_ATTEMPT_AT.name} > {quote(after)}"
+    )
+
+
+@contextlib.asynccontextmanager
+async def _counted(what: str) -> AsyncIterator[None]:
+    try:
+        yield
+    except Exception as err:
+        activity.logger.warning("circuit %s failed (retried): %s", what, err)
+        activity.metric_meter().create_counter(
+            metrics.CIRCUIT_IO_FAILURES.name, metrics.CIRCUIT_IO_FAILURES.description
+        ).add(1, {"activity": what})
+        raise

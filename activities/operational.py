@@ -18,6 +18,8 @@ from temporalio import activity
 
 from webhooks.core.events import validate_event_data
 from webhooks.core.operational import EXPIRY_WARNING_SECONDS, OperationalConfig, OperationalEvent
+from webhooks.registry.errors import EndpointNotFoundError
+from webhooks.registry.service import EndpointRegistry
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +34,18 @@ class PublishEvent(Protocol):
 
 AccountOf = Callable[[str], Awaitable[str | None]]
 """The account owning an endpoint id, None when the registry does not know it."""
+
+
+def accounts_in(registry: EndpointRegistry) -> AccountOf:
+    """`AccountOf` read from the registry (one read per event: they are rare)."""
+
+    async def account_of(endpoint_id: str) -> str | None:
+        try:
+            return (await registry.get(endpoint_id)).account_id
+        except EndpointNotFoundError:
+            return None  # deleted since (or a delivery from before the registry)
+
+    return account_of
 
 
 class OperationalEvents:

@@ -152,7 +152,7 @@ class SendActivities:
                 error=target.error,
             )
         gated = self._circuit is not None and bool(request.endpoint_id)
-        gate = self._circuit.gate(request.endpoint_id) if self._circuit and gated else None
+        gate = await self._circuit.gate(request.endpoint_id) if self._circuit and gated else None
         if gate is not None and not gate.allow:
             return SendResult(started_at=datetime.now(UTC), duration_ms=0, gate=gate)
         result = await self._post(request, target)

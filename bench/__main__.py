@@ -3,12 +3,16 @@
     .venv/bin/python -m bench            # default: 3 rounds, 2000 deliveries, ~5 minutes idle
     .venv/bin/python -m bench --quick    # smoke run
     .venv/bin/python -m bench --json     # machine-readable
+    .venv/bin/python -m bench --quick --metrics-cost   # the product without vs with metrics
 
 Each round runs the floor, then the product (a fresh task queue and worker each), and for
 each measures throughput (N deliveries of a 500-byte body from one publisher with bounded
 concurrency) and then publish->receipt latency at a quarter of that throughput. The report
 shows medians over rounds (latency percentiles over all rounds' samples) and the
 product/floor ratios; progress goes to stderr, the report to stdout. See docs/benchmarks.md.
+
+`--metrics-cost` runs no floor: each round runs the product without, then with, Prometheus
+metrics (tracing off, as deployed by default), and reports the CPU per delivery of both.
 """
 
 from __future__ import annotations
@@ -40,7 +44,7 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
-from bench import registry_cost
+from bench import metrics_cost, registry_cost
 from bench.floor import FLOOR_WORKFLOW, FloorPost, running_floor_worker, start_floor
 from webhooks.codec import generate_key
 from webhooks.config import Settings
@@ -52,6 +56,7 @@ from webhooks.dev.receiver import Behavior, ReceivedRequest, Receiver
 from webhooks.publisher import WebhookPublisher, connect, event_body
 from webhooks.registry.models import NewEndpoint
 from webhooks.registry.service import EndpointRegistry, open_registry
+from webhooks.tracing import tracer_of
 from worker import running_worker
 
 BIN = Path(sysconfig.get_path("scripts"))
@@ -62,6 +67,9 @@ EVENT_TIME = datetime(2026, 11, 28, 12, 0, 0, 123456, tzinfo=UTC)
 """Fixed (with non-zero microseconds) so every body has the same length."""
 SECRET = "whsec_" + base64.b64encode(b"streampay-bench-secret-0123456789").decode()
 WARMUP = 20
+SYSTEMS = ("floor", "product")
+METRICS_COST = ("product", "metrics")
+"""`--metrics-cost`: the product without, then with, Prometheus metrics."""
 TARGETS = {"throughput_ratio_min": 1.0, "p50_ms_max": 25.0, "p99_ms_max": 100.0}
 
 
@@ -141,13 +149,16 @@ class Bench:
         settings: Settings,
         registry: EndpointRegistry,
         args: argparse.Namespace,
+        metered: Client | None = None,
     ) -> None:
         self.client = client
+        self.metered = metered
+        """A client of the same server whose runtime records and serves metrics."""
         self.receiver: Receiver  # set once the receiver listens
         self.settings = settings
         self.registry = registry
         self.args = args
-        self.latencies: dict[str, list[float]] = {"product": [], "floor": []}
+        self.latencies: dict[str, list[float]] = {s: [] for s in (*SYSTEMS, *METRICS_COST)}
         """Every latency sample per system, over all rounds."""
         self.trackers: list[Tracker] = []
         """This phase's batches; kept until the phase ends so late duplicates are counted."""
@@ -160,10 +171,11 @@ class Bench:
     # -- the two systems ----------------------------------------------------------------
 
     @asynccontextmanager
-    async def product(self, task_queue: str) -> AsyncIterator[Target]:
+    async def product(self, task_queue: str, client: Client | None = None) -> AsyncIterator[Target]:
+        client = client or self.client
         settings = self.settings.model_copy(update={"task_queue": task_queue})
         # Same client as the worker: that is what lets eager workflow start kick in.
-        publisher = WebhookPublisher(self.client, registry=self.registry, task_queue=task_queue)
+        publisher = WebhookPublisher(client, registry=self.registry, task_queue=task_queue)
         event_id, pad = _event_ids()
 
         async def publish(i: int) -> str:
@@ -175,7 +187,7 @@ class Bench:
                 timestamp=EVENT_TIME,
             )
 
-        async with running_worker(self.client, settings):
+        async with running_worker(client, settings):
             yield Target(
                 publish, lambda i: delivery_id(ENDPOINT_ID, event_id(i)), DELIVERY_WORKFLOW
             )
@@ -199,9 +211,11 @@ class Bench:
 
     async def run_phase(self, system: str, round_no: int) -> Phase:
         task_queue = f"bench-{system}-{round_no}-{uuid.uuid4().hex[:6]}"
-        running: Callable[[str], AbstractAsyncContextManager[Target]] = (
-            self.product if system == "product" else self.floor
-        )
+        running: Callable[[str], AbstractAsyncContextManager[Target]] = {
+            "floor": self.floor,
+            "product": self.product,
+            "metrics": lambda queue: self.product(queue, self.metered),
+        }[system]
         self.trackers = []
         async with running(task_queue) as ids:
             await self.throughput(ids, 0, WARMUP)
@@ -231,7 +245,8 @@ class Bench:
         )
         self.log(
             f"round {round_no} {system:7s} {rate:7.1f} deliveries/s   "
-            f"p50 {p50:6.1f} ms  p99 {p99:6.1f} ms at {rate / 4:.1f}/s"
+            f"p50 {p50:6.1f} ms  p99 {p99:6.1f} ms at {rate / 4:.1f}/s   "
+            f"bench CPU {phase.bench_cpu_ms_per_delivery:5.1f} ms/delivery"
         )
         return phase
 
@@ -416,6 +431,59 @@ def summarize(phases: list[Phase], latencies: dict[str, list[float]]) -> dict[st
     }
 
 
+def summarize_metrics_cost(phases: list[Phase]) -> dict[str, Any]:
+    """Medians per system over rounds, and what metrics add to the CPU per delivery."""
+    medians = {
+        system: {
+            key: statistics.median(getattr(p, key) for p in phases if p.system == system)
+            for key in ("bench_cpu_ms_per_delivery", "deliveries_per_s", "p50_ms", "p99_ms")
+        }
+        for system in METRICS_COST
+    }
+    off, on = (medians[s]["bench_cpu_ms_per_delivery"] for s in METRICS_COST)
+    return {
+        "summary": medians,
+        "cpu_ratio": on / off if off else None,
+        "cpu_extra_ms_per_delivery": on - off,
+    }
+
+
+def render_metrics_cost(summary: dict[str, Any], config: dict[str, Any]) -> str:
+    off, on = (summary["summary"][s] for s in METRICS_COST)
+    lines = [
+        f"{config['rounds']} rounds of {config['n']} deliveries, the product without and with "
+        f"Prometheus metrics (tracing {config['tracing']}): medians over rounds",
+        f"{'':34s}{'no metrics':>12s}{'metrics':>10s}{'ratio':>8s}",
+    ]
+    for label, key in (
+        ("bench CPU ms/delivery", "bench_cpu_ms_per_delivery"),
+        ("deliveries/s", "deliveries_per_s"),
+        ("latency p50 ms", "p50_ms"),
+        ("latency p99 ms", "p99_ms"),
+    ):
+        ratio = on[key] / off[key] if off[key] else float("nan")
+        lines.append(f"{label:34s}{off[key]:>12.2f}{on[key]:>10.2f}{ratio:>7.3f}x")
+    lines.append(
+        f"metrics cost {summary['cpu_extra_ms_per_delivery']:+.2f} ms of CPU per delivery "
+        f"({summary['cpu_ratio'] - 1:+.1%} of the bench process: publisher + worker + receiver, "
+        "of which only the worker's part differs)"
+    )
+    own = summary["own_calls_us_per_delivery"]
+    extra_us = own["recorded"] - own["noop"]
+    lines.append(
+        f"the product's own metric calls, measured alone: {own['recorded']:.1f} us per "
+        f"delivery recorded vs {own['noop']:.1f} us on the no-op meter = {extra_us:+.1f} us, "
+        f"{extra_us / 1000 / off['bench_cpu_ms_per_delivery']:.2%} of the bench CPU per delivery"
+    )
+    lines.append(
+        f"{config['wall_seconds']:.0f} s on {config['cpus']} CPUs; other processes used "
+        f"{config['other_processes_cpus']:.2f} CPUs on average (should be ~0); "
+        f"1-min load average before/after {config['load_average_before']:.2f} / "
+        f"{config['load_average_after']:.2f}"
+    )
+    return "\n".join(lines)
+
+
 def render(summary: dict[str, Any], config: dict[str, Any]) -> str:
     product, floor = summary["summary"]["product"], summary["summary"]["floor"]
     ratios, met = summary["ratios"], summary["targets_met"]
@@ -481,7 +549,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
     parser.add_argument("--n", type=int, default=2000, help="deliveries per throughput run")
     parser.add_argument("--latency-n", type=int, default=200, help="deliveries per latency run")
-    parser.add_argument("--rounds", type=int, default=3, help="floor+product rounds (medians)")
+    parser.add_argument("--rounds", type=int, help="floor+product rounds (medians; default 3)")
     parser.add_argument("--concurrency", type=int, default=64, help="publishes in flight")
     parser.add_argument("--quick", action="store_true", help="smoke run: n=300, latency-n=100")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
@@ -490,9 +558,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="serve Prometheus metrics from the bench's client, as a deployed worker does",
     )
+    parser.add_argument(
+        "--metrics-cost",
+        action="store_true",
+        help="no floor: each round runs the product without, then with, metrics",
+    )
     args = parser.parse_args(argv)
     if args.quick:
-        args.n, args.latency_n, args.rounds = 300, 100, 1
+        args.n, args.latency_n = 300, 100
+    if args.rounds is None:
+        args.rounds = 1 if args.quick else 3
     return args
 
 
@@ -520,9 +595,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         )
         try:
             client = env.client
-            if args.metrics:
+            metered = None
+            if args.metrics or args.metrics_cost:
                 # Everything (SDK and product metrics) recorded and served, as in production.
-                client = await connect(
+                metered = await connect(
                     settings.model_copy(
                         update={
                             "temporal_address": env.client.service_client.config.target_host,
@@ -530,8 +606,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                         }
                     )
                 )
+                client = env.client if args.metrics_cost else metered
             async with AsyncExitStack() as stack, open_registry(settings, migrate=True) as registry:
-                bench = Bench(client, settings, registry, args)
+                bench = Bench(client, settings, registry, args, metered)
                 receiver = await stack.enter_async_context(Receiver(on_request=bench.on_request))
                 bench.receiver = receiver
                 await registry.create(
@@ -543,7 +620,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 phases: list[Phase] = []
                 start = (time.monotonic(), _machine_busy(), bench.own_cpu())
                 for round_no in range(1, args.rounds + 1):
-                    for system in ("floor", "product"):
+                    for system in METRICS_COST if args.metrics_cost else SYSTEMS:
                         phases.append(await bench.run_phase(system, round_no))
                 # Let the receiver's connection handlers see the workers' clients hang up:
                 # cancelling them instead makes Python 3.11's asyncio log a spurious error.
@@ -557,6 +634,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             await env.shutdown()
     config = {
         "metrics": args.metrics,
+        "metrics_cost": args.metrics_cost,
+        "tracing": "off" if tracer_of(metered or client) is None else "on",
         "n": args.n,
         "latency_n": args.latency_n,
         "rounds": args.rounds,
@@ -571,6 +650,14 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "other_processes_cpus": max(0.0, others / elapsed),
         "wall_seconds": elapsed,
     }
+    if args.metrics_cost:
+        recorded_us, noop_us = metrics_cost.measure()
+        return {
+            "config": config,
+            "rounds": [asdict(p) for p in phases],
+            **summarize_metrics_cost(phases),
+            "own_calls_us_per_delivery": {"recorded": recorded_us, "noop": noop_us},
+        }
     summary = summarize(phases, bench.latencies)
     product = summary["summary"]["product"]
     worker_ms = cost.worker_ms_per_delivery(
@@ -608,6 +695,8 @@ def main(argv: list[str] | None = None) -> None:
     with report:
         if args.json:
             print(json.dumps(result, indent=2), file=report)
+        elif args.metrics_cost:
+            print(render_metrics_cost(result, result["config"]), file=report)
         else:
             print(render(result, result["config"]), file=report)
 

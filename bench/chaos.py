@@ -2,7 +2,8 @@
 that nothing was lost.
 
     .venv/bin/python -m bench.chaos                  # 5,000 deliveries, 20 endpoints, ~10 min
-    .venv/bin/python -m bench.chaos --events 300     # a quick run
+    .venv/bin/python -m bench.chaos --deliveries 300 # a quick run (--events is the same)
+    .venv/bin/python -m bench.chaos --ci             # the CI-sized campaign (~2 minutes)
     .venv/bin/python -m bench.chaos --soak 30m       # keep publishing for 30 minutes
     .venv/bin/python -m bench.chaos --json
 
@@ -18,8 +19,11 @@ other, and stops the registry database for a while.
 Then, from the receiver's log and Temporal's visibility, it checks every event: delivered
 (a 2xx answered to a request whose signature verifies with the endpoint's secret) or
 dead-lettered (a `DeadLetter` with a reason); none missing; none still running after the
-drain bound; every duplicate 2xx counted and attributed to a fault it was in flight at.
-Exit code 0 only when all of that holds. See docs/reliability.md.
+drain bound; every duplicate 2xx counted and attributed to a fault it was in flight at; no
+workflow task failing repeatedly (the dev server's `workflow_task_attempt` histogram, read
+before its restart and at the end: no workflow task needed more than
+`REPEATED_TASK_ATTEMPTS` attempts). Exit code 0 only when all of that holds. See
+docs/reliability.md. `tests/integration/test_chaos.py` runs the CI-sized campaign.
 """
 
 from __future__ import annotations
@@ -42,7 +46,9 @@ from pathlib import Path
 from standardwebhooks import Webhook
 from temporalio.client import Client, WorkflowExecutionStatus
 
+from bench import waits
 from bench.fleet import Fleet, FleetConfig
+from bench.waits import EXCESS_BOUND_SECONDS, Waits
 from webhooks.core.models import DeliveryResult, DeliveryState, RetrySchedule
 from webhooks.core.names import DEAD_LETTER_WORKFLOW, DELIVERY_WORKFLOW
 from webhooks.core.visibility import quote
@@ -53,6 +59,13 @@ CHAOS_RETRY = RetrySchedule(
 )
 """About four minutes of retries: with 45% of attempts failing, a few deliveries in a
 thousand exhaust them and dead-letter, which the campaign wants to see too."""
+CI_RETRY = RetrySchedule(
+    schedule_seconds=[0, 0.5, 1, 1, 2, 2, 3, 3, 4, 4], jitter=0.2, throttled_min_seconds=1
+)
+"""About 20 s of retries, so the CI-sized campaign drains within its two minutes."""
+REPEATED_TASK_ATTEMPTS = 5
+"""A workflow task that needed more attempts than this was failing, not just interrupted
+(a kill or a restart costs a task one or two attempts)."""
 
 
 @dataclass
@@ -101,6 +114,21 @@ class Config:
     state: Path | None = None
     """Keep the logs and databases here instead of a temporary folder."""
     faults: Faults = field(default_factory=Faults)
+    retry: RetrySchedule = CHAOS_RETRY
+
+    @classmethod
+    def ci(cls, events: int = 300) -> Config:
+        """A few hundred deliveries, one worker SIGKILL, one server restart, one SIGTERM
+        rolling restart: the same checks in about two minutes."""
+        return cls(
+            events=events,
+            endpoints=5,
+            publish_seconds=40.0,
+            drain_bound_seconds=120.0,
+            http_timeout_seconds=2.0,
+            faults=Faults.ci(),
+            retry=CI_RETRY,
+        )
 
 
 @dataclass
@@ -118,7 +146,12 @@ class Report:
     unexplained_duplicates: list[str] = field(default_factory=list)
     requests: int = 0
     publish_retries: int = 0
+    workflow_task_attempts: dict[str, int] = field(default_factory=dict)
+    """Workflow tasks by the attempt that completed them (`1`, `2`, `3-5`, `>5`)."""
     faults: list[tuple[float, str]] = field(default_factory=list)
+    fault_windows: list[tuple[float, float]] = field(default_factory=list)
+    """Each fault's (start, end) in unix time: not counted as waiting (`bench.waits`)."""
+    waits: Waits = field(default_factory=Waits)
     drain_seconds_after_last_fault: float = 0.0
     worker_rss_mb: list[tuple[float, list[float]]] = field(default_factory=list)
     registry: str = ""
@@ -127,11 +160,13 @@ class Report:
     @property
     def ok(self) -> bool:
         return (
-            not self.missing
+            self.waits.max_hold_while_closed_seconds <= EXCESS_BOUND_SECONDS
+            and not self.missing
             and self.running_after_drain == 0
             and self.unverified_2xx == 0
             and not self.unexplained_duplicates
             and self.delivered + self.dead_lettered == self.events
+            and self.workflow_task_attempts.get(f">{REPEATED_TASK_ATTEMPTS}", 0) == 0
         )
 
 
@@ -181,6 +216,11 @@ class FlakyReceiver:
         return Respond(200)
 
 
+def endpoint_of(event_id: str, config: Config) -> str:
+    """The endpoint `publish_all` sent event `evt_chaos_<n>` to."""
+    return f"ep_chaos_{int(event_id.rsplit('_', 1)[1]) % config.endpoints}"
+
+
 async def publish_all(fleet: Fleet, config: Config, report: Report) -> dict[str, str]:
     """Publish every event at an even pace; returns delivery id -> event id.
 
@@ -198,7 +238,7 @@ async def publish_all(fleet: Fleet, config: Config, report: Report) -> dict[str,
         endpoint = n % config.endpoints
         while True:
             try:
-                delivery_id = await fleet.publish(endpoint, event_id, CHAOS_RETRY)
+                delivery_id = await fleet.publish(endpoint, event_id, config.retry)
                 break
             except Exception:
                 report.publish_retries += 1
@@ -238,7 +278,9 @@ async def inject_faults(fleet: Fleet, config: Config, report: Report, t0: float)
             await asyncio.sleep(delay)
         report.faults.append((round(time.monotonic() - t0, 1), name))
         print(f"[{time.monotonic() - t0:6.1f} s] {name}", file=sys.stderr)
+        began = time.time()
         await action()
+        report.fault_windows.append((began, time.time()))
 
 
 async def drain(client_of: Callable[[], Client], bound: float) -> int:
@@ -314,6 +356,29 @@ def attribute_duplicates(
     return duplicates, causes, unexplained
 
 
+def task_attempts(snapshots: list[str]) -> dict[str, int]:
+    """Workflow tasks by the attempt that completed them, summed over the server's lives,
+    from its `workflow_task_attempt` histogram (cumulative buckets `le`)."""
+    buckets: Counter[float] = Counter()
+    for text in snapshots:
+        for line in text.splitlines():
+            if line.startswith("workflow_task_attempt_bucket{") and 'le="' in line:
+                le = line.split('le="', 1)[1].split('"', 1)[0]
+                bound = float("inf") if le == "+Inf" else float(le)
+                buckets[bound] += int(float(line.rsplit(" ", 1)[1]))
+
+    def upto(bound: float) -> int:
+        return max((n for b, n in buckets.items() if b <= bound), default=0)
+
+    total = buckets[float("inf")]
+    return {
+        "1": upto(1),
+        "2": upto(2) - upto(1),
+        f"3-{REPEATED_TASK_ATTEMPTS}": upto(REPEATED_TASK_ATTEMPTS) - upto(2),
+        f">{REPEATED_TASK_ATTEMPTS}": total - upto(REPEATED_TASK_ATTEMPTS),
+    }
+
+
 async def sample_rss(fleet: Fleet, report: Report, t0: float, every: float) -> None:
     while True:
         report.worker_rss_mb.append((round(time.monotonic() - t0), fleet.worker_rss_mb()))
@@ -357,6 +422,16 @@ async def campaign(config: Config) -> Report:
             report.worker_rss_mb.append((round(time.monotonic() - t0), fleet.worker_rss_mb()))
             results = await outcomes(fleet.client, ids)
             reasons = await dead_letter_reasons(fleet.client)
+            report.waits = await waits.measure(
+                fleet.client,
+                {
+                    d: f"ep_chaos_{int(e.rsplit('_', 1)[1]) % config.endpoints}"
+                    for d, e in ids.items()
+                },
+                report.fault_windows,
+            )
+            await fleet.read_server_metrics()
+            report.workflow_task_attempts = task_attempts(fleet.server_metrics)
         report.requests = receiver.requests
         report.unverified_2xx = receiver.unverified_2xx
         check(report, ids, results, reasons, receiver.seen)
@@ -404,13 +479,26 @@ def render(report: Report) -> str:
         f"{len(report.unexplained_duplicates)} (must be 0)",
         f"requests at the receiver {report.requests}; publish retries (server down) "
         f"{report.publish_retries}; registry on {report.registry}",
+        f"workflow tasks by completing attempt {report.workflow_task_attempts} "
+        f"(>{REPEATED_TASK_ATTEMPTS} must be 0)",
         "faults: " + "; ".join(f"{at:.0f} s {name}" for at, name in report.faults),
+        f"longest hold while the circuit was closed: "
+        f"{report.waits.max_hold_while_closed_seconds:.1f} s over {report.waits.holds} holds "
+        f"(must be <= {EXCESS_BOUND_SECONDS:g} s) {report.waits.worst_hold}; circuits opened "
+        f"on {report.waits.endpoints_opened or 'none'}; unmeasured {report.waits.unmeasured}",
+        f"longest wait beyond the schedule, holds and queue: "
+        f"{report.waits.max_excess_seconds:.1f} s over {report.waits.waits} waits "
+        f"{report.waits.worst}; longest workflow-task queue {report.waits.max_queue_seconds:.1f} s",
         f"drained {report.drain_seconds_after_last_fault:.0f} s after the last fault; "
         f"wall {report.wall_seconds:.0f} s",
     ]
     if report.worker_rss_mb:
         first, last = report.worker_rss_mb[0], report.worker_rss_mb[-1]
         lines.append(f"worker RSS MB at {first[0]} s {first[1]}, at {last[0]} s {last[1]}")
+        if len(report.worker_rss_mb) > 2:  # a soak: the curve, at most a dozen points
+            step = max(1, len(report.worker_rss_mb) // 12)
+            curve = report.worker_rss_mb[::step]
+            lines.append("worker RSS MB over time: " + ", ".join(f"{t} s {m}" for t, m in curve))
     lines += [f"  missing: {m}" for m in report.missing[:10]]
     lines += [f"  unexplained duplicate: {d}" for d in report.unexplained_duplicates[:10]]
     lines.append("OK" if report.ok else "FAILED")
@@ -424,7 +512,8 @@ def parse_duration(text: str) -> float:
 
 def parse_args(argv: list[str] | None = None) -> Config:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--events", type=int, default=5000)
+    parser.add_argument("--events", "--deliveries", dest="events", type=int, default=5000)
+    parser.add_argument("--ci", action="store_true", help="the CI-sized campaign")
     parser.add_argument("--endpoints", type=int, default=20)
     parser.add_argument("--publish-seconds", type=float, default=150.0)
     parser.add_argument("--soak", type=parse_duration, default=0.0, help="e.g. 30m")
@@ -433,6 +522,11 @@ def parse_args(argv: list[str] | None = None) -> Config:
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--state", type=Path, help="keep logs and databases in this folder")
     args = parser.parse_args(argv)
+    if args.ci:
+        config = Config.ci()
+        config.seed, config.state = args.seed, args.state
+        config_json[0] = args.json
+        return config
     config = Config(
         events=args.events,
         endpoints=args.endpoints,

@@ -16,7 +16,9 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+from typing import BinaryIO
 
+import httpx
 from temporalio.client import Client
 
 from tests.postgres import PG_BIN, PostgresCluster, free_port
@@ -48,6 +50,10 @@ class Fleet:
         self.secrets: dict[str, str] = {}
         """Receiver path segment (`ep-3`) -> the endpoint's signing secret."""
         self.port = free_port()
+        self.metrics_port = free_port()
+        self.server_metrics: list[str] = []
+        """The dev server's /metrics text, read before each restart and at the end (its
+        counters restart with it)."""
         self._server: asyncio.subprocess.Process | None = None
         self._workers: list[asyncio.subprocess.Process | None] = [None] * config.workers
         self._client: Client | None = None
@@ -55,6 +61,7 @@ class Fleet:
         self._cluster: PostgresCluster | None = None
         self._registry_cm: AbstractAsyncContextManager[EndpointRegistry] | None = None
         self._env: dict[str, str] = {}
+        self._drains: set[asyncio.Task[None]] = set()
         self.registry_kind = "none"
 
     # -- lifecycle ---------------------------------------------------------------------
@@ -148,7 +155,10 @@ class Fleet:
     async def _start_server(self) -> None:
         state = self.config.state
         command = dev_server_command(
-            state, port=self.port, ui_port=free_port(), extra=["--headless"]
+            state,
+            port=self.port,
+            ui_port=free_port(),
+            extra=["--headless", "--metrics-port", str(self.metrics_port)],
         )
         log = (state / "temporal.log").open("ab")
         self._server = await asyncio.create_subprocess_exec(
@@ -188,6 +198,9 @@ class Fleet:
         if not line.startswith(b"worker polling"):
             raise RuntimeError(f"worker {index} did not start: {line!r}")
         self._workers[index] = process
+        # Whatever else it prints goes to its log: a pipe nobody reads fills up and blocks
+        # the writer.
+        self._drains.add(asyncio.create_task(_copy(process.stdout, log)))
 
     # -- traffic -----------------------------------------------------------------------
 
@@ -211,8 +224,18 @@ class Fleet:
         await process.wait()
         await self._start_worker(index)
 
+    async def read_server_metrics(self) -> None:
+        """Keep the dev server's metrics as they are now (before a restart, at the end)."""
+        try:
+            async with httpx.AsyncClient(timeout=10) as http:
+                response = await http.get(f"http://127.0.0.1:{self.metrics_port}/metrics")
+            self.server_metrics.append(response.text)
+        except httpx.HTTPError as err:
+            print(f"could not read the server's metrics: {err}", file=sys.stderr)
+
     async def kill_server(self, down_seconds: float = 3.0) -> None:
         assert self._server is not None
+        await self.read_server_metrics()
         self._server.kill()
         await self._server.wait()
         await asyncio.sleep(down_seconds)
@@ -248,6 +271,12 @@ class Fleet:
                 if line.startswith("VmRSS:"):
                     sizes.append(round(int(line.split()[1]) / 1024, 1))
         return sizes
+
+
+async def _copy(source: asyncio.StreamReader, sink: BinaryIO) -> None:
+    while chunk := await source.read(65536):
+        sink.write(chunk)
+        sink.flush()
 
 
 def postgres_available() -> bool:

@@ -100,6 +100,10 @@ async def run(runs: int, parallel: int) -> int:
                 codes[code] += 1
                 if code != 0:
                     failures.append(f"run {n}: exit {code}: {output}")
+                done = sum(codes.values())
+                if done % 25 == 0:  # a run cut short still says how far it got
+                    tally = ", ".join(f"{c}: {k}" for c, k in sorted(codes.items()))
+                    print(f"after {done} runs, exit codes {tally}", flush=True)
 
             async with running_worker(temporal.client, settings):
                 await asyncio.gather(*(one(n) for n in range(runs)))

@@ -14,6 +14,8 @@ from typing import Any
 
 import pytest
 from pydantic import SecretStr
+from temporalio.api.enums.v1 import IndexedValueType
+from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
@@ -29,7 +31,15 @@ from worker import running_worker
 
 pytest_plugins = ["tests.postgres"]
 
+
+def pytest_configure(config: pytest.Config) -> None:
+    # pytest-xdist's workers start with COLUMNS=80, and a rich Console made at import keeps
+    # the COLUMNS it saw then; without it, each CLI run follows its own (tests.integration.Cli).
+    os.environ.pop("COLUMNS", None)
+
+
 BIN = Path(sysconfig.get_path("scripts"))
+CONSOLE_NAMESPACE = "console-tests"
 SECRET = "whsec_" + base64.b64encode(b"streampay-test-secret-0123456789").decode()
 OLD_SECRET = "whsec_" + base64.b64encode(b"streampay-old-secret-9876543210").decode()
 KEY_TEXT = "k1:" + base64.b64encode(b"registry-test-key-32-bytes-long!").decode()
@@ -112,6 +122,9 @@ async def temporal() -> AsyncIterator[WorkflowEnvironment]:
         dev_server_extra_args=[
             "--dynamic-config-value",
             "frontend.enableUpdateWorkflowExecution=true",
+            # The console tests' own namespace (tests/console/conftest.py).
+            "--namespace",
+            CONSOLE_NAMESPACE,
         ],
     )
     yield env
@@ -121,6 +134,36 @@ async def temporal() -> AsyncIterator[WorkflowEnvironment]:
 @pytest.fixture(scope="session")
 def client(temporal: WorkflowEnvironment) -> Client:
     return temporal.client
+
+
+async def add_search_attributes(client: Client) -> None:
+    """Register the product's search attributes in the client's namespace (a namespace
+    other than the dev server's default starts without them)."""
+    await client.operator_service.add_search_attributes(
+        AddSearchAttributesRequest(
+            namespace=client.namespace,
+            search_attributes={
+                key.name: IndexedValueType.Value(
+                    f"INDEXED_VALUE_TYPE_{key.indexed_value_type.name}"
+                )
+                for key in sa.ALL
+            },
+        )
+    )
+
+
+@pytest.fixture(scope="session")
+async def skipping() -> AsyncIterator[WorkflowEnvironment]:
+    """The time-skipping test server, for long schedules and for many short timers (the dev
+    server fires a timer no sooner than about a second)."""
+    env = await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=str(BIN / "temporal-test-server"),
+        data_converter=pydantic_data_converter,
+    )
+    # It knows no custom search attributes until they are added through the operator service.
+    await add_search_attributes(env.client)
+    yield env
+    await env.shutdown()
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from webhooks.core.circuit import CircuitConfig
+from webhooks.core.policy import MAX_EXCERPT_BYTES, MAX_HTTP_TIMEOUT_SECONDS
 
 
 class Settings(BaseSettings):
@@ -27,7 +28,8 @@ class Settings(BaseSettings):
     )
     task_queue: str = "webhooks"
     control_task_queue: str | None = None
-    """Operator jobs (bulk dead-letter actions); defaults to `<task_queue>-control`."""
+    """Circuits and operator jobs (bulk dead-letter actions), apart from the deliveries so
+    that their backlog never slows them; defaults to `<task_queue>-control`."""
     state_dir: Path = Path(".webhooks")
     """Where `webhooks dev` keeps its files, and where the default registry database lives."""
     database_url: SecretStr | None = None
@@ -51,12 +53,18 @@ class Settings(BaseSettings):
     """History encryption keys, newest first: `k2:<base64 of 32 bytes>,k1:<...>`."""
     codec_keys_file: Path | None = None
     """The same, from a file (one `id:key` per line or comma-separated)."""
-    http_timeout_seconds: float = Field(default=15, gt=0, le=120)
+    http_timeout_seconds: float = Field(default=15, gt=0, le=MAX_HTTP_TIMEOUT_SECONDS)
     """Total time for one attempt: connect, send, and read the (capped) response."""
     connect_timeout_seconds: float = Field(default=5, gt=0, le=60)
-    response_excerpt_bytes: int = Field(default=1024, ge=0, le=65536)
-    """How much of a response body an attempt records; 0 records none."""
+    response_excerpt_bytes: int = Field(default=1024, ge=0, le=MAX_EXCERPT_BYTES)
+    """How much of a response body an attempt records; 0 records none. At most 2 KiB: each
+    attempt's excerpt is in the delivery's history and its dead letter."""
     max_connections: int = Field(default=200, ge=1)
+    max_concurrent_sends: int = Field(default=20, ge=1, le=1000)
+    """Delivery workflow tasks (each runs at most one attempt's send, a local activity) a
+    worker takes on at once. More waits in Temporal's task queue, where it costs nothing;
+    a task the worker's CPU cannot finish inside its 10 s timeout is given out again, and
+    its send runs twice (the SDK's default of 100 did that on a loaded 2-core machine)."""
     metrics_bind_address: str | None = None
     """Serve Prometheus metrics on this `host:port` (e.g. `0.0.0.0:9464`)."""
     send_traceparent: bool = False

@@ -122,6 +122,7 @@ def configure_logging(settings: Settings, stream: TextIO | None = None) -> loggi
     handler: logging.StreamHandler[TextIO] = (
         logging.StreamHandler(stream) if stream is not None else _Stderr()
     )
+    # A mark on the handler itself, so another call (or a test) finds and replaces ours.
     handler._webhooks = True  # type: ignore[attr-defined]
     as_json = settings.log_format == "json"
     handler.setFormatter(

@@ -25,21 +25,27 @@ with workflow.unsafe.imports_passed_through():
     from webhooks.core.events import EventData
     from webhooks.core.models import (
         DeadLetterEntry,
+        DeadLetterReason,
         DeadLetterState,
         DeadLetterView,
         DeliveryOptions,
+        DeliveryRequest,
         DeliveryState,
         DiscardRequest,
         RedeliverRequest,
     )
     from webhooks.core.names import DEAD_LETTER_WORKFLOW, DELIVERY_WORKFLOW
     from webhooks.core.operational import OperationalConfig, OperationalType
+    from webhooks.core.policy import carried_attempts
     from workflows.operational import emit
     from workflows.telemetry import counter
 
 START_RETRY_INTERVAL = timedelta(seconds=1)
 START_RETRY_MAX_INTERVAL = timedelta(minutes=5)
 """Backoff while the delivery id is still taken, so a long wait adds few history events."""
+REDELIVERY_PATCH = "redelivery-keeps-options-caps-attempts"
+"""Before it, a new schedule dropped the other options (the dead letters' retention) and
+a redelivery carried every earlier attempt, growing with each generation."""
 
 
 # A malformed input (say, from a non-Python publisher) fails the workflow with the
@@ -127,6 +133,10 @@ class DeadLetter:
         if self._acted:
             workflow.logger.info("dead letter already acted on; ignoring redeliver")
             return
+        if self._view.entry.reason is DeadLetterReason.INVALID_INPUT:
+            # Its request is only what could be read of the input: nothing to deliver.
+            workflow.logger.warning("an invalid input cannot be redelivered; ignoring")
+            return
         self._redeliver = request or RedeliverRequest()
 
     @workflow.signal(name="discard")
@@ -141,20 +151,8 @@ class DeadLetter:
         return self._view
 
     async def _start_redelivery(self, ask: RedeliverRequest) -> DeadLetterView:
-        entry = self._view.entry
-        old = entry.request
-        options = (
-            old.options
-            if ask.retry is None
-            else DeliveryOptions(retry=ask.retry, dead_letter_on_4xx=old.options.dead_letter_on_4xx)
-        )
-        request = old.model_copy(
-            update={
-                "generation": old.generation + 1,
-                "prior_attempts": entry.attempts,
-                "options": options,
-            }
-        )
+        request = self._redelivery(ask)
+        old = self._view.entry.request
         wait = START_RETRY_INTERVAL
         while True:
             try:
@@ -186,6 +184,39 @@ class DeadLetter:
             update={"redelivery_id": handle.id, "redelivery_run_id": handle.first_execution_run_id}
         )
         return self._view
+
+    def _redelivery(self, ask: RedeliverRequest) -> DeliveryRequest:
+        """The next run's input: the same request, a fresh budget, the earlier attempts."""
+        entry = self._view.entry
+        old = entry.request
+        if not workflow.patched(REDELIVERY_PATCH):
+            options = (
+                old.options
+                if ask.retry is None
+                else DeliveryOptions(
+                    retry=ask.retry, dead_letter_on_4xx=old.options.dead_letter_on_4xx
+                )
+            )
+            return old.model_copy(
+                update={
+                    "generation": old.generation + 1,
+                    "prior_attempts": entry.attempts,
+                    "options": options,
+                }
+            )
+        if ask.retry is not None:
+            options = old.options.model_copy(update={"retry": ask.retry})
+        else:
+            options = old.options
+        prior, earlier = carried_attempts(entry.attempts, old.earlier_attempts)
+        return old.model_copy(
+            update={
+                "generation": old.generation + 1,
+                "prior_attempts": prior,
+                "earlier_attempts": earlier,
+                "options": options,
+            }
+        )
 
     def _close(self, state: DeadLetterState, by: str, note: str | None) -> DeadLetterView:
         self._view = self._view.model_copy(

@@ -9,17 +9,27 @@ The send runs as a local activity: one history marker per attempt instead of thr
 and an extra workflow task, which is what makes the success path cheaper than a plain
 activity. Every decision comes from `webhooks.core.policy`, fed with `workflow.now()` and
 `workflow.random()`, so replays decide the same way.
+
+The input arrives raw and is decoded here, so that an input the worker cannot use (from a
+non-Python publisher, or a publisher newer or older than this worker) ends in the
+dead-letter queue as `invalid_input`, holding the raw input, instead of failing: fields
+this worker does not know are ignored and logged; a delivery id not derived from endpoint
+and event id, or options beyond the bounds (`webhooks.core.policy.input_problems`), are
+refused the same way.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NoReturn
 
 from pydantic import ValidationError
 from temporalio import workflow
+from temporalio.api.common.v1 import Payload
 from temporalio.common import (
+    RawValue,
     RetryPolicy,
     SearchAttributePair,
     SearchAttributeUpdate,
@@ -35,8 +45,10 @@ from temporalio.exceptions import TimeoutError as TemporalTimeoutError
 with workflow.unsafe.imports_passed_through():
     from activities.send import SendActivities
     from webhooks.core import search_attributes as sa
+    from webhooks.core.circuit import HOLD_JITTER_SECONDS
     from webhooks.core.ids import dead_letter_id
     from webhooks.core.models import (
+        MAX_RAW_INPUT_BYTES,
         Attempt,
         DeadLetterEntry,
         DeadLetterReason,
@@ -49,36 +61,87 @@ with workflow.unsafe.imports_passed_through():
         Outcome,
         SendRequest,
         SendResult,
+        resolve_defaults,
+        salvaged_request,
+        unknown_fields,
     )
     from webhooks.core.names import DELIVERY_WORKFLOW
-    from webhooks.core.policy import Decision, decide
+    from webhooks.core.policy import (
+        MAX_HTTP_TIMEOUT_SECONDS,
+        SEND_MARGIN_SECONDS,
+        Decision,
+        decide,
+        input_problems,
+        kept_attempt,
+    )
     from webhooks.core.summaries import attempt_summary, held_summary, retry_summary
     from workflows.dead_letter import DeadLetter
     from workflows.telemetry import DeliveryTelemetry
 
-CIRCUIT_JITTER_SECONDS = 5.0
-"""Deliveries held by an open circuit wake spread over this long after the probe time."""
-SEND_TIMEOUT = timedelta(seconds=60)
-"""Backstop only: the activity enforces the worker's own (shorter) total HTTP timeout."""
+HOLD_UNTIL_MAX_AGE_PATCH = "circuit-hold-until-max-age"
+"""`workflow.patched` name: before it, a hold reaching past the maximum age dead-lettered
+at once (holds were short then; now the circuit wakes held deliveries itself)."""
+SEND_TIMEOUT = timedelta(seconds=MAX_HTTP_TIMEOUT_SECONDS + SEND_MARGIN_SECONDS)
+"""Backstop only: the activity enforces the worker's own total HTTP timeout, which may be
+configured up to `MAX_HTTP_TIMEOUT_SECONDS`; this leaves room for the registry lookup."""
+INVALID_INPUT_PATCH = "invalid-input-dead-letters"
+"""Before it, a malformed input failed the workflow and nothing else was checked."""
+INVALID_INPUT_ERROR = "InvalidInput"
+"""The failure type of a run whose input went to the dead-letter queue as `invalid_input`
+(its details hold the `DeliveryResult`)."""
 
 
-# A malformed input (say, from a non-Python publisher) fails the workflow with the
-# validation error instead of failing its workflow task forever.
+# Replays of runs from before INVALID_INPUT_PATCH still fail with the validation error.
 @workflow.defn(name=DELIVERY_WORKFLOW, failure_exception_types=[ValidationError])
 class WebhookDelivery:
     @workflow.init
-    def __init__(self, request: DeliveryRequest) -> None:
-        self._request = request
+    def __init__(self, request: RawValue) -> None:
+        self._raw = request.payload
+        self._invalid: Exception | None = None
+        info = workflow.info()
+        try:
+            decoded = workflow.payload_converter().from_payload(self._raw, DeliveryRequest)
+            if not isinstance(decoded, DeliveryRequest):  # a JSON null, say
+                raise TypeError(f"expected a JSON object, got {type(decoded).__name__}")
+        except Exception as err:  # anything undecodable: malformed JSON, fields, encoding
+            self._invalid = err
+            decoded = salvaged_request(_json(self._raw), info.workflow_id, info.start_time)
+        self._request: DeliveryRequest = decoded
         self._attempts: list[Attempt] = []
         self._state = DeliveryState.PENDING
         self._retry_now = False
         self._next_attempt_at: datetime | None = None
         self._dead_letter_reason: DeadLetterReason | None = None
         self._last: SendResult | None = None
-        self._telemetry = DeliveryTelemetry(request)
+        self._telemetry = DeliveryTelemetry(self._request)
 
     @workflow.run
-    async def run(self, request: DeliveryRequest) -> DeliveryResult:
+    async def run(self, request: RawValue) -> DeliveryResult:
+        if self._invalid is not None:
+            if not workflow.patched(INVALID_INPUT_PATCH):
+                raise self._invalid
+            refused = await self._dead_letter(
+                DeadLetterReason.INVALID_INPUT,
+                detail=f"the input is not a delivery request: {str(self._invalid)[:2000]}",
+                raw_input=_raw_text(self._raw),
+            )
+            _refuse(refused)
+        problems = input_problems(self._request, workflow.info().workflow_id)
+        if problems and workflow.patched(INVALID_INPUT_PATCH):
+            refused = await self._dead_letter(
+                DeadLetterReason.INVALID_INPUT, detail="; ".join(problems)[:2000]
+            )
+            _refuse(refused)
+        ignored = unknown_fields(_json(self._raw))
+        if ignored:
+            workflow.logger.warning(
+                "ignoring input fields this worker does not know: %s", ", ".join(ignored)
+            )
+        # Defaults changed since the input's publisher wrote it apply only to new runs.
+        self._request = resolve_defaults(self._request, workflow.patched)
+        return await self._deliver(self._request)
+
+    async def _deliver(self, request: DeliveryRequest) -> DeliveryResult:
         started_at = workflow.now()
         try:
             while True:
@@ -169,17 +232,19 @@ class WebhookDelivery:
         )
 
     def _record(self, result: SendResult, decision: Decision) -> None:
-        attempt = Attempt(
-            number=len(self._attempts) + 1,
-            started_at=result.started_at,
-            duration_ms=result.duration_ms,
-            outcome=decision.outcome,
-            status_code=result.status_code,
-            error_kind=result.error_kind,
-            error=result.error,
-            response_excerpt=result.response_excerpt,
-            next_attempt_at=decision.next_attempt_at,
-            generation=self._request.generation,
+        attempt = kept_attempt(
+            Attempt(
+                number=len(self._attempts) + 1,
+                started_at=result.started_at,
+                duration_ms=result.duration_ms,
+                outcome=decision.outcome,
+                status_code=result.status_code,
+                error_kind=result.error_kind,
+                error=result.error,
+                response_excerpt=result.response_excerpt,
+                next_attempt_at=decision.next_attempt_at,
+                generation=self._request.generation,
+            )
         )
         self._attempts.append(attempt)
         self._last = result
@@ -196,9 +261,16 @@ class WebhookDelivery:
         """Wait for the circuit (with jitter, so waiters do not stampede), or give up."""
         if gate.disabled:
             return DeadLetterReason.ENDPOINT_DISABLED
-        spread = timedelta(seconds=workflow.random().uniform(0, CIRCUIT_JITTER_SECONDS))
+        spread = timedelta(seconds=workflow.random().uniform(0, HOLD_JITTER_SECONDS))
         retry_at = max(gate.retry_at or workflow.now(), workflow.now()) + spread
-        if retry_at > started_at + timedelta(seconds=request.options.retry.max_age_seconds):
+        deadline = started_at + timedelta(seconds=request.options.retry.max_age_seconds)
+        if workflow.patched(HOLD_UNTIL_MAX_AGE_PATCH):
+            # Held until the circuit wakes it (the hold is only a safety net), at most
+            # until its maximum age: then it dead-letters if the circuit still holds it.
+            if workflow.now() >= deadline:
+                return DeadLetterReason.MAX_AGE
+            retry_at = min(retry_at, deadline)
+        elif retry_at > deadline:
             return DeadLetterReason.MAX_AGE
         self._next_attempt_at = retry_at
         self._state = DeliveryState.CIRCUIT_OPEN
@@ -281,35 +353,37 @@ class WebhookDelivery:
         )
 
     async def _dead_letter(
-        self, reason: DeadLetterReason, detail: str | None = None
+        self, reason: DeadLetterReason, detail: str | None = None, raw_input: str | None = None
     ) -> DeliveryResult:
         """Hand the delivery to a `DeadLetter` child that outlives this workflow."""
         self._dead_letter_reason = reason
         request = self._request
         child_id = dead_letter_id(request.delivery_id, request.generation)
         try:
-            await self._start_dead_letter(child_id, reason, detail)
+            await self._start_dead_letter(child_id, reason, detail, raw_input)
         except WorkflowAlreadyStartedError:
             # An earlier run's dead letter is still open under that id (a republish after
             # the namespace retention forgot the delivery): park this one beside it.
             child_id = f"{child_id}-{workflow.info().run_id}"
-            await self._start_dead_letter(child_id, reason, detail)
+            await self._start_dead_letter(child_id, reason, detail, raw_input)
         return self._finish(DeliveryState.DEAD_LETTERED, child_id)
 
     async def _start_dead_letter(
-        self, child_id: str, reason: DeadLetterReason, detail: str | None
+        self, child_id: str, reason: DeadLetterReason, detail: str | None, raw_input: str | None
     ) -> None:
         request = self._request
         await workflow.start_child_workflow(
             DeadLetter.run,
             DeadLetterEntry(
                 dead_letter_id=child_id,
-                request=request,
-                attempts=self.attempts(),
+                # Earlier runs' attempts are in `attempts`: not carried twice.
+                request=request.model_copy(update={"prior_attempts": []}),
+                attempts=[kept_attempt(a) for a in self.attempts()],
                 reason=reason,
                 dead_lettered_at=workflow.now(),
                 detail=detail,
                 retention_seconds=request.options.dead_letter_retention_seconds,
+                raw_input=raw_input,
             ),
             id=child_id,
             parent_close_policy=workflow.ParentClosePolicy.ABANDON,
@@ -322,3 +396,28 @@ class WebhookDelivery:
                 ]
             ),
         )
+
+
+def _refuse(result: DeliveryResult) -> NoReturn:
+    """End a run whose input is parked as `invalid_input` as *failed*, not completed: the
+    publisher's id reuse policy (`ALLOW_DUPLICATE_FAILED_ONLY`) then lets a corrected
+    publish of the same event start a delivery under the same id."""
+    raise ApplicationError(
+        f"invalid input, dead-lettered as {result.dead_letter_id}",
+        result,
+        type=INVALID_INPUT_ERROR,
+        non_retryable=True,
+    )
+
+
+def _json(payload: Payload) -> object:
+    """The payload as JSON, or None: only to name what it holds, never to trust it."""
+    try:
+        return json.loads(payload.data)
+    except ValueError:
+        return None
+
+
+def _raw_text(payload: Payload) -> str:
+    """The input as its dead letter keeps it: the text, cut at `MAX_RAW_INPUT_BYTES`."""
+    return payload.data[:MAX_RAW_INPUT_BYTES].decode(errors="replace")

@@ -8,6 +8,7 @@ import re
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import UTC
 
 import httpx
 from temporalio.client import Client
@@ -115,6 +116,22 @@ async def dead_letters(
             await asyncio.sleep(0.2)
             listed = (await client.count_workflows(where.query())).count
     return ids
+
+
+async def signalled_at(client: Client, workflow_ids: list[str], signal: str) -> list[float]:
+    """When the server took each workflow's first `signal` (epoch seconds, from its history):
+    the pace a sender kept, without the worker's queue that the sends pass through after."""
+
+    async def one(workflow_id: str) -> float:
+        async for event in client.get_workflow_handle(workflow_id).fetch_history_events():
+            attributes = event.workflow_execution_signaled_event_attributes
+            if event.HasField("workflow_execution_signaled_event_attributes") and (
+                attributes.signal_name == signal
+            ):
+                return event.event_time.ToDatetime(tzinfo=UTC).timestamp()
+        raise AssertionError(f"{workflow_id} has no {signal!r} signal")
+
+    return list(await asyncio.gather(*(one(i) for i in workflow_ids)))
 
 
 def most_in_one_second(times: list[float], window: float = 1.0) -> int:

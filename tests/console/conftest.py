@@ -1,5 +1,7 @@
 """One console (in this process, on a real socket) and one worker for the whole session,
-on the session's dev server."""
+on the session's dev server, in a namespace of their own: the console lists every delivery
+of its namespace, and the other tests' deliveries outlive their workers, so a console test
+would find deliveries nobody can query."""
 
 from __future__ import annotations
 
@@ -10,8 +12,10 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
 
-from tests.conftest import EndpointPublisher
+from tests.conftest import CONSOLE_NAMESPACE, EndpointPublisher, add_search_attributes
 from tests.console import PASSWORDS, running_console
 from webhooks.config import Settings
 from webhooks.core.roles import Role
@@ -25,6 +29,17 @@ CODEC_KEY = base64.b64encode(bytes(range(32))).decode()
 UI_ORIGIN = "http://localhost:8233"
 TOKENS = {role: new_token() for role in Role}
 """role -> (token, hash): one API token per role."""
+
+
+@pytest.fixture(scope="session")
+async def client(temporal: WorkflowEnvironment) -> Client:
+    client = await Client.connect(
+        temporal.client.service_client.config.target_host,
+        namespace=CONSOLE_NAMESPACE,
+        data_converter=pydantic_data_converter,
+    )
+    await add_search_attributes(client)
+    return client
 
 
 @pytest.fixture(scope="session")
@@ -48,6 +63,7 @@ def backend(tmp_path_factory: pytest.TempPathFactory) -> Settings:
     """The worker's and the console's settings (the console holds the codec keys)."""
     state = tmp_path_factory.mktemp("console")
     return Settings(
+        temporal_namespace=CONSOLE_NAMESPACE,
         task_queue=f"webhooks-console-{uuid.uuid4().hex[:8]}",
         state_dir=state,
         database_url=f"sqlite:///{state / 'registry.db'}",

@@ -6,6 +6,8 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
+from temporalio.api.common.v1 import WorkflowExecution
+from temporalio.api.workflowservice.v1 import DeleteWorkflowExecutionRequest
 from temporalio.client import Client
 
 from tests.conftest import EndpointPublisher
@@ -150,6 +152,7 @@ async def test_deliveries_list_get_and_retry(
 async def test_bad_input_gets_a_clear_json_error(
     http: httpx.AsyncClient, method: str, path: str, kwargs: dict[str, object], status: int
 ) -> None:
+    # Each case passes one of httpx's body keywords (json= or content=) by name.
     response = await http.request(method, path, headers=ADMIN, **kwargs)  # type: ignore[arg-type]
     assert response.status_code == status, response.text
     assert "detail" in response.json()
@@ -162,4 +165,28 @@ async def test_the_openapi_document_describes_the_api(http: httpx.AsyncClient) -
     assert document["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
     assert not any(
         path.startswith(("/codec", "/login", "/dead-letters")) for path in document["paths"]
+    )
+
+
+async def test_a_delivery_without_a_running_worker_is_a_503_not_a_conflict(
+    http: httpx.AsyncClient, client: Client, backend_publisher: EndpointPublisher
+) -> None:
+    # Its task queue has no worker: it never ran, and no query can be answered yet.
+    orphan = backend_publisher.on(client, unique("no-worker"))
+    delivery_id = await orphan.publish(
+        endpoint_id=unique("ep_api_orphan"),
+        url="http://127.0.0.1:9/",
+        event_type="console.orphan",
+        data={"n": 1},
+        event_id=unique("evt"),
+    )
+    response = await http.get(f"/api/v1/deliveries/{delivery_id}", headers=VIEWER)
+    assert response.status_code == 503, response.text
+    assert "try again" in response.json()["detail"]
+    # Gone from the namespace, so later console tests never list it.
+    await client.workflow_service.delete_workflow_execution(
+        DeleteWorkflowExecutionRequest(
+            namespace=client.namespace,
+            workflow_execution=WorkflowExecution(workflow_id=delivery_id),
+        )
     )

@@ -23,7 +23,7 @@ from temporalio.client import Client
 
 from tests.browser import ARGS, ARTIFACTS, CHROMIUM
 from tests.conftest import EndpointPublisher
-from tests.console import PASSWORDS, dead_letters, most_in_one_second, unique
+from tests.console import PASSWORDS, dead_letters, most_in_one_second, signalled_at, unique
 from tests.console.conftest import bearer
 from tests.integration import eventually
 from webhooks.config import Settings
@@ -243,7 +243,10 @@ async def test_a_bulk_redelivery_over_200_keeps_its_rate_across_a_console_restar
     backend_publisher: EndpointPublisher,
     backend_worker: None,
 ) -> None:
-    endpoint, total, rate = unique("ep_bulk200"), 200, 20
+    # 10/s: this process also runs the worker, the receiver and the browser's driver beside
+    # another test process on two cores. At 20/s its workflow tasks took 5 to 8 s and some
+    # outlived their 10 s timeout, so their sends ran again (a duplicate per webhook-id).
+    endpoint, total, rate = unique("ep_bulk200"), 200, 10
     switch = Switch()
     async with Receiver(switch) as rx:
         ids = await dead_letters(client, backend_publisher, rx.url, endpoint, total)
@@ -278,9 +281,12 @@ async def test_a_bulk_redelivery_over_200_keeps_its_rate_across_a_console_restar
 
     per_delivery = Counter(r.headers["webhook-id"] for r in switch.ok)
     assert per_delivery == dict.fromkeys({i.removesuffix("-dlq-0") for i in ids}, 1)
-    # The job paces its signals from the previous one (tests/integration/test_bulk_job.py);
-    # each first attempt then passes through the worker's queue, and a busy worker releases a
-    # second's worth or two together, so the receiver's rate is judged over three seconds.
+    # The job's rate is the pace of its signals, as the server took them. The sends after
+    # them pass through the worker's queue, which a busy worker releases in bursts (37 in 3 s
+    # on CI), so the receiver shows only that the job took its time.
+    signals = await signalled_at(client, ids, "redeliver")
+    # Sent at least 1/rate apart; up to half a second of RPC latency may close them up.
+    assert most_in_one_second(signals, window=2.0) <= 2 * rate + rate // 2 + 1
+    assert max(signals) - min(signals) >= (total - 1) / rate * 0.8
     arrivals = [r.received_at for r in switch.ok]
-    assert most_in_one_second(arrivals, window=3.0) <= 3 * rate + 3
     assert max(arrivals) - min(arrivals) >= (total - 1) / rate * 0.8

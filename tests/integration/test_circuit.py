@@ -124,22 +124,10 @@ async def test_dead_endpoint_is_cut_off_and_recovers(
         assert snapshot.phase in (CircuitPhase.OPEN, CircuitPhase.HALF_OPEN)
         # Let it stay dead through a few cooldowns: only probes may reach it.
         await asyncio.sleep(6)
-        now = time.time()
-        requests_while_failing = len(bad_rx.requests)
+        dead_until = time.time()
         assert snapshot.opened_at is not None
         opened_at = snapshot.opened_at.timestamp()
-        before_open = sum(1 for r in bad_rx.requests if r.received_at <= opened_at)
-        probes = requests_while_failing - before_open
-        max_probes = probe_slots(opened_at, now, CONFIG)
-        print(
-            f"\n{DEAD} deliveries to a dead endpoint, open for {now - opened_at:.1f} s: "
-            f"{requests_while_failing} requests ({before_open} before the circuit opened, "
-            f"{probes} after; bound {max_probes} probes)"
-        )
-        assert probes <= max_probes
-        # The worker's own copy trips at `min_requests` failures; sends already past the
-        # gate then still land (docs/circuit.md: 10 to 15, more on a loaded machine).
-        assert CONFIG.min_requests <= before_open <= 2 * CONFIG.min_requests
+        requests_while_failing = len(bad_rx.requests)
 
         # The healthy endpoint never noticed: every delivery went through on its first try.
         for delivery_id in good_ids:
@@ -169,11 +157,30 @@ async def test_dead_endpoint_is_cut_off_and_recovers(
         # Being held is no attempt: each attempt is a request the receiver saw, except one
         # that failed in transport (on a loaded machine a connect can time out unseen).
         sent = Counter(r.headers["webhook-id"] for r in bad_rx.requests)
+        dead_attempts: list[float] = []
         for delivery_id in bad_ids:
             handle = client.get_workflow_handle_for(WebhookDelivery.run, delivery_id)
             attempts = await handle.query(WebhookDelivery.attempts)
             unseen = sum(a.status_code is None and a.error_kind in TRANSPORT for a in attempts)
             assert len(attempts) - unseen <= sent[delivery_id] <= len(attempts), attempts
+            dead_attempts += [
+                a.started_at.timestamp() for a in attempts if a.started_at.timestamp() < dead_until
+            ]
+        # Judged by when each attempt passed the gate (its start, taken before the gate), not
+        # by when the receiver got to it: on a loaded machine a request sent before the
+        # circuit opened can be read after.
+        before_open = sum(1 for at in dead_attempts if at <= opened_at)
+        probes = len(dead_attempts) - before_open
+        max_probes = probe_slots(opened_at, dead_until, CONFIG)
+        print(
+            f"\n{DEAD} deliveries to a dead endpoint, open for {dead_until - opened_at:.1f} s: "
+            f"{requests_while_failing} requests; {before_open} attempts began before the "
+            f"circuit opened, {probes} after (bound {max_probes} probes)"
+        )
+        assert probes <= max_probes
+        # The worker's own copy trips at `min_requests` failures; sends already past the
+        # gate then still land (docs/circuit.md: 10 to 15, more on a loaded machine).
+        assert CONFIG.min_requests <= before_open <= 2 * CONFIG.min_requests
 
         handle = client.get_workflow_handle(circuit_id("ep_dead"))
         desc = await handle.describe()

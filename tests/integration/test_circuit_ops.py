@@ -6,12 +6,19 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from temporalio.client import Client, RPCError, WorkflowHandle
+from temporalio.client import Client, RPCError, WorkflowExecutionStatus, WorkflowHandle
 from temporalio.service import RPCStatusCode
 
+from activities.circuit_view import (
+    SELF_WAKE_SECONDS,
+    CircuitActivities,
+    WakeProgress,
+    _held_query,
+)
 from tests.conftest import EndpointPublisher
 from tests.integration import BOUND_SECONDS, Cli, eventually, unique
 from webhooks.config import Settings
@@ -26,7 +33,10 @@ from webhooks.core.circuit import (
 )
 from webhooks.core.ids import circuit_id
 from webhooks.core.models import DeadLetterReason, DeliveryResult, DeliveryState, RetrySchedule
+from webhooks.core.visibility import quote
 from webhooks.dev.receiver import ReceivedRequest, Receiver, Respond
+from webhooks.ops import circuits
+from webhooks.registry.service import EndpointRegistry
 from worker import running_worker
 
 EVENT = "test.circuit_ops"
@@ -40,6 +50,9 @@ RETRY = RetrySchedule(
     schedule_seconds=[0, 0.5, 1], max_attempts=100, jitter=0, throttled_min_seconds=0
 )
 """Keeps retrying (every second) for far longer than any of these tests runs."""
+CLOSE_SECONDS = BOUND_SECONDS + CircuitConfig().settle_seconds + 2 * SELF_WAKE_SECONDS
+"""A closed circuit completes only after its wake: the settle, then two sweeps
+SELF_WAKE_SECONDS apart, each as slow as visibility on a loaded machine."""
 
 
 class Switch:
@@ -198,7 +211,7 @@ async def test_a_dead_endpoint_is_disabled_and_enable_plus_redelivery_delivers_e
             "--rate",
             "100",
         )
-        assert len(redelivered["signalled"]) == 25
+        assert redelivered["progress"]["signalled"] == 25  # the bulk job, followed to its end
         everything = set(waiting + new)
         await eventually(lambda: asyncio.sleep(0, switch.ok), lambda ok: ok >= everything)
         for result in await results(client, [*waiting, *new]):
@@ -334,14 +347,8 @@ async def test_an_operator_disables_a_healthy_endpoint_and_resets_it(
         assert table.exit_code == 0
         assert "customer asked" in table.output
 
-        # This worker never saw the endpoint fail: it learns of the disable by discovery
-        # within a few seconds. Until then deliveries still go (and are delivered).
-        async def next_one() -> DeliveryResult:
-            [delivery] = await publish(publisher, endpoint, rx.url, 1)
-            [result] = await results(client, [delivery])
-            return result
-
-        await eventually(next_one, lambda r: r.state is DeliveryState.DEAD_LETTERED)
+        # This worker never saw the endpoint fail: once `disable` has returned, its gate
+        # reads the published verdict, and not one more request goes out.
         before = len(rx.requests)
         refused = await results(client, await publish(publisher, endpoint, rx.url, 5))
         assert {r.dead_letter_reason for r in refused} == {DeadLetterReason.ENDPOINT_DISABLED}
@@ -358,7 +365,8 @@ async def test_an_operator_disables_a_healthy_endpoint_and_resets_it(
         # (It first wakes the endpoint's waiting deliveries: slower on a loaded machine.)
         handle = client.get_workflow_handle(circuit_id(endpoint))
         await asyncio.wait_for(handle.result(), 3 * BOUND_SECONDS)
-        await eventually(next_one, lambda r: r.state is DeliveryState.DELIVERED)
+        [again] = await results(client, await publish(publisher, endpoint, rx.url, 1))
+        assert again.state is DeliveryState.DELIVERED
 
 
 async def test_cli_show_of_an_open_circuit(
@@ -382,7 +390,7 @@ async def test_cli_show_of_an_open_circuit(
     assert "80% of 10" in table.output
 
     await handle.signal("reset", OperatorRequest(requested_by="test"))
-    await asyncio.wait_for(handle.result(), BOUND_SECONDS)
+    await asyncio.wait_for(handle.result(), CLOSE_SECONDS)
 
 
 async def test_enable_of_an_endpoint_without_a_circuit_is_an_error(
@@ -444,7 +452,7 @@ async def test_the_circuit_continues_as_new_and_keeps_its_state(
     assert first_run not in listed
 
     await handle.signal("reset")
-    await asyncio.wait_for(handle.result(), BOUND_SECONDS)
+    await asyncio.wait_for(handle.result(), CLOSE_SECONDS)
 
 
 async def listed_circuits(client: Client, endpoint: str, phase: str) -> list[str]:
@@ -473,7 +481,7 @@ async def test_the_search_attribute_shows_the_phase(
     assert description.typed_search_attributes.get(sa.ENDPOINT_ID) == endpoint
 
     await handle.signal("enable")
-    await asyncio.wait_for(handle.result(), BOUND_SECONDS)
+    await asyncio.wait_for(handle.result(), CLOSE_SECONDS)
     closed = f"WorkflowType='EndpointCircuit' AND {sa.ENDPOINT_ID.name}='{endpoint}'"
     finished = await eventually(
         lambda: first_status(client, closed), lambda status: status == "closed"
@@ -485,3 +493,88 @@ async def first_status(client: Client, query: str) -> str | None:
     async for wf in client.list_workflows(query):
         return wf.typed_search_attributes.get(sa.STATUS)
     return None
+
+
+# --- the circuit cannot die ------------------------------------------------------------------
+
+
+async def test_a_failing_wake_is_retried_and_the_disable_holds_meanwhile(
+    client: Client,
+    settings: Settings,
+    publisher: EndpointPublisher,
+    registry: EndpointRegistry,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Visibility is unavailable for the circuit's first three wake attempts (an injected
+    failure inside the real activity): the circuit stays DISABLED, its verdict stays
+    published, and once visibility answers, every held delivery is woken into the
+    dead-letter queue."""
+    endpoint = unique("ep_wake")
+    config = CONFIG.model_copy(update={"cooldown_seconds": 600, "max_cooldown_seconds": 600})
+    failures: list[str] = []
+    sweep = CircuitActivities._sweep
+
+    async def flaky_sweep(
+        self: CircuitActivities, query: str, held: str, progress: WakeProgress
+    ) -> None:
+        if len(failures) < 3:
+            failures.append(query)
+            raise RuntimeError("visibility unavailable (injected)")
+        await sweep(self, query, held, progress)
+
+    monkeypatch.setattr(CircuitActivities, "_sweep", flaky_sweep)
+    switch = Switch(500)
+    async with (
+        running_worker(client, circuit_settings(settings, config)),
+        Receiver(switch) as rx,
+    ):
+        held = await publish(publisher, endpoint, rx.url, 15)
+        await phase_becomes(client, endpoint, CircuitPhase.OPEN)
+
+        async def held_count() -> int:
+            query = (
+                f"WorkflowType='WebhookDelivery' AND ExecutionStatus='Running' AND "
+                f"WebhookEndpointId={quote(endpoint)} AND WebhookStatus='circuit_open'"
+            )
+            return (await client.count_workflows(query)).count
+
+        await eventually(held_count, lambda n: n >= 5)
+        requests_before = len(rx.requests)
+        await circuits.steer_circuit(
+            client,
+            circuit_settings(settings, config),
+            endpoint,
+            "disable",
+            OperatorRequest(requested_by="test", reason="customer asked"),
+            verdicts=registry.circuit,
+        )
+        # The wake fails and is retried; meanwhile the circuit keeps its state.
+        await eventually(lambda: asyncio.sleep(0, len(failures)), lambda n: n >= 1)
+        snapshot = await state(client, endpoint)
+        assert snapshot is not None
+        assert snapshot.phase is CircuitPhase.DISABLED
+        verdict = await registry.circuit(endpoint)
+        assert verdict is not None
+        assert verdict.phase is CircuitPhase.DISABLED
+
+        for result in await results(client, held):
+            assert result.state is DeliveryState.DEAD_LETTERED
+            assert result.dead_letter_reason is DeadLetterReason.ENDPOINT_DISABLED
+        assert len(failures) == 3
+        # Nothing was sent once the disable had been published.
+        assert len(rx.requests) == requests_before
+        snapshot = await state(client, endpoint)
+        assert snapshot is not None
+        assert snapshot.phase is CircuitPhase.DISABLED
+        description = await client.get_workflow_handle(circuit_id(endpoint)).describe()
+        assert description.status is WorkflowExecutionStatus.RUNNING
+
+
+async def test_an_endpoint_id_with_a_quote_makes_a_valid_wake_query(client: Client) -> None:
+    """Every visibility query quotes its ids: a `'` in an endpoint id (an id from before
+    the registry) is a valid query for the real server, not a syntax error that would
+    fail every wake."""
+    endpoint = "ep_o'brien"
+    for states in ((DeliveryState.CIRCUIT_OPEN,), (DeliveryState.RETRYING,)):
+        query = _held_query(endpoint, states, waking_after=datetime.now(UTC))
+        assert [wf async for wf in client.list_workflows(query)] == []

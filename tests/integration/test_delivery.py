@@ -33,6 +33,7 @@ from webhooks.core.models import (
     RetrySchedule,
 )
 from webhooks.dev.receiver import Behavior, Drop, Hang, Receiver, Respond, scripted
+from webhooks.publisher import PublishConflictError
 from webhooks.registry.schema import endpoints
 from worker import running_worker
 from workflows.dead_letter import DeadLetter
@@ -53,8 +54,8 @@ async def test_flaky_receiver_gets_one_delivery_signed_afresh_on_every_attempt(
             data=settled("1.00"),
             event_id=unique("evt"),
             # Waits >= 1.1 s keep the unix-second timestamps distinct; the hang itself
-            # takes 2 s, so the attempt after it needs no wait.
-            retry=fast(0, 1.1, 0, 1.1, 1.1),
+            # takes 2 s, so the attempt after it needs only the shortest wait allowed.
+            retry=fast(0, 1.1, 0.1, 1.1, 1.1),
         )
         handle = client.get_workflow_handle_for(WebhookDelivery.run, delivery_id)
         result = await asyncio.wait_for(handle.result(), BOUND_SECONDS)
@@ -306,16 +307,19 @@ async def test_republishing_is_idempotent(
         run_id = (await handle.describe()).run_id
 
         # While it runs (waiting an hour to retry): same id, same run, no new request.
-        assert await publish(endpoint, "second", rx.url) == delivery_id
+        assert await publish(endpoint, "first", rx.url) == delivery_id
         assert (await handle.describe()).run_id == run_id
         assert len(rx.requests) == 1
+        # The same event id with other content is a conflict, not a silent no-op.
+        with pytest.raises(PublishConflictError):
+            await publish(endpoint, "second", rx.url)
 
         await handle.signal(WebhookDelivery.retry_now)
         result = await asyncio.wait_for(handle.result(), BOUND_SECONDS)
         assert result.state is DeliveryState.DELIVERED
 
         # After it completed: still the same id and the same single run.
-        assert await publish(endpoint, "third", rx.url) == delivery_id
+        assert await publish(endpoint, "first", rx.url) == delivery_id
         description = await handle.describe()
         assert description.run_id == run_id
         assert description.status is WorkflowExecutionStatus.COMPLETED

@@ -33,6 +33,7 @@ from webhooks.core.models import (
     RedeliverRequest,
     RetrySchedule,
 )
+from webhooks.core.names import DELIVERY_WORKFLOW
 from webhooks.dev.receiver import (
     Behavior,
     Drop,
@@ -414,11 +415,12 @@ async def test_redeliver_waits_for_a_run_that_has_not_closed_yet(
         # Occupy the delivery id with a run that waits an hour before its second attempt.
         request = (await dead_letter.query(DeadLetter.entry)).entry.request
         busy = await client.start_workflow(
-            WebhookDelivery.run,
+            DELIVERY_WORKFLOW,
             request.model_copy(update={"options": DeliveryOptions(retry=fast(0, 3600))}),
             id=delivery_id,
             task_queue=settings.task_queue,
             id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+            result_type=DeliveryResult,
         )
         await eventually(lambda: busy.query(WebhookDelivery.status), lambda s: s.attempts == 1)
 
@@ -434,7 +436,9 @@ async def test_redeliver_waits_for_a_run_that_has_not_closed_yet(
         assert (await dead_letter.describe()).status is WorkflowExecutionStatus.RUNNING
 
         await busy.signal(WebhookDelivery.retry_now)
-        assert (await asyncio.wait_for(busy.result(), BOUND_SECONDS)).state == "delivered"
+        assert (
+            await asyncio.wait_for(busy.result(), BOUND_SECONDS)
+        ).state is DeliveryState.DELIVERED
         view = await asyncio.wait_for(dead_letter.result(), BOUND_SECONDS)
         redelivery = latest_run(client, delivery_id)
         result = await asyncio.wait_for(redelivery.result(), BOUND_SECONDS)

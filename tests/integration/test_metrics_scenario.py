@@ -17,7 +17,14 @@ from webhooks.core.models import DeliveryResult, DeliveryState
 from webhooks.dev.receiver import Behavior, ReceivedRequest, Receiver, Respond
 from worker import running_worker
 
-TEMPORAL_LABELS = {"namespace", "task_queue", "workflow_type", "service_name", "le"}
+TEMPORAL_LABELS = {
+    "namespace",
+    "task_queue",
+    "workflow_type",
+    "activity_type",
+    "service_name",
+    "le",
+}
 
 
 class Scripts:
@@ -37,6 +44,7 @@ def settled(samples: list[Sample]) -> bool:
     return (
         value(samples, "webhooks_deliveries_finished_total") == 3
         and value(samples, "webhooks_dead_letters_opened") == 1
+        and value(samples, metrics.REGISTRY_CACHE.name) == 6
     )
 
 
@@ -44,6 +52,8 @@ async def test_a_known_scenario_is_counted_exactly(
     client: Client, settings: Settings, publisher: EndpointPublisher
 ) -> None:
     metered_client, metered_settings = await metered(client, settings)
+    # A cache TTL longer than the test: each endpoint is read from the registry once.
+    metered_settings = metered_settings.model_copy(update={"registry_cache_seconds": 60})
     endpoints = {path: unique(f"ep_{path}") for path in ("ok", "flaky", "down")}
     schedules = {"ok": fast(0), "flaky": fast(0, 0.1, 0.1), "down": fast(0, 0.1)}
     async with running_worker(metered_client, metered_settings), Receiver(Scripts()) as rx:
@@ -92,6 +102,12 @@ async def test_a_known_scenario_is_counted_exactly(
     bucket = "webhooks_first_attempt_delay_seconds_bucket"
     assert value(samples, bucket, le="60") == 3
     assert value(samples, "webhooks_dead_letters_opened", reason="exhausted") == 1
+    # One registry lookup per attempt: the first per endpoint reads it, the rest hit.
+    lookups = metrics.REGISTRY_CACHE.name
+    assert value(samples, lookups, result="miss") == 3
+    assert value(samples, lookups, result="hit") == 3
+    assert {s.labels["activity_type"] for s in samples if s.name == lookups} == {"send_webhook"}
+    assert {s.labels["kind"] for s in samples if s.name == lookups} == {"endpoint"}
 
     # No label of ours holds an id, a URL or customer data; only the catalogue's labels.
     ours = [s for s in samples if s.name.startswith("webhooks_")]

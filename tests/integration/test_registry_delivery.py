@@ -139,7 +139,7 @@ async def test_fan_out_reaches_exactly_the_subscribed_endpoints_and_republishing
         )  # fmt: skip
         assert through_cli.exit_code == 0, through_cli.output
         assert sorted(through_cli.stdout.split()) == sorted(expected)
-        assert "already published (nothing new started)" in through_cli.stderr
+        assert "already published, delivered (nothing new started)" in through_cli.stderr
         await asyncio.sleep(1)  # anything wrongly started would have been sent by now
 
     by_path: dict[str, list[ReceivedRequest]] = {}

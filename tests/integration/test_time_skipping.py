@@ -18,14 +18,11 @@ from itertools import pairwise
 
 import pytest
 from temporalio.api.common.v1 import WorkflowExecution
-from temporalio.api.enums.v1 import IndexedValueType
-from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.api.workflowservice.v1 import DescribeWorkflowExecutionRequest
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
-from tests.conftest import BIN, SECRET, EndpointPublisher
+from tests.conftest import SECRET, EndpointPublisher
 from tests.integration import BOUND_SECONDS, settled, unique, verify
 from webhooks.config import Settings
 from webhooks.core import search_attributes as sa
@@ -50,27 +47,6 @@ WAITS = (DEFAULT.schedule_seconds or [])[1:]
 LONGER_THAN_ANY_DELIVERY = timedelta(seconds=DEFAULT.max_age_seconds)
 SLACK = timedelta(seconds=5)
 """Workflow time also moves with the wall clock while attempts run; a few seconds at most."""
-
-
-@pytest.fixture(scope="module")
-async def skipping() -> AsyncIterator[WorkflowEnvironment]:
-    env = await WorkflowEnvironment.start_time_skipping(
-        test_server_existing_path=str(BIN / "temporal-test-server"),
-        data_converter=pydantic_data_converter,
-    )
-    await env.client.operator_service.add_search_attributes(
-        AddSearchAttributesRequest(
-            namespace=env.client.namespace,
-            search_attributes={
-                key.name: IndexedValueType.Value(
-                    f"INDEXED_VALUE_TYPE_{key.indexed_value_type.name}"
-                )
-                for key in sa.ALL
-            },
-        )
-    )
-    yield env
-    await env.shutdown()
 
 
 async def raw_search_attributes(client: Client, workflow_id: str) -> dict[str, object]:

@@ -1,7 +1,10 @@
 """A worker on a namespace without our search attributes registers them before polling,
-instead of failing (and re-sending) every workflow task."""
+instead of failing (and re-sending) every workflow task; and it takes on no more sends at
+once than it is configured for."""
 
 from __future__ import annotations
+
+import asyncio
 
 import pytest
 from sqlalchemy import text
@@ -11,10 +14,11 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from tests.conftest import BIN, EndpointPublisher
+from tests.integration import eventually, unique
 from webhooks.config import Settings
 from webhooks.core import search_attributes as sa
 from webhooks.core.models import DeliveryResult, DeliveryState
-from webhooks.dev.receiver import Receiver
+from webhooks.dev.receiver import Hang, Receiver
 from webhooks.registry.errors import SchemaVersionError, SecretKeysError
 from webhooks.registry.migrate import schema_status
 from webhooks.registry.store import create_engine
@@ -70,3 +74,28 @@ async def test_the_worker_refuses_to_start_without_the_key_ring(
     with pytest.raises(SecretKeysError, match="needs WEBHOOKS_SECRET_KEYS"):
         async with running_worker(client, keyless):
             pass
+
+
+async def test_a_worker_runs_at_most_max_concurrent_sends_at_once(
+    client: Client, settings: Settings, publisher: EndpointPublisher
+) -> None:
+    # Every request hangs past the send timeout: each holds a workflow task for 5 s.
+    settings = settings.model_copy(update={"max_concurrent_sends": 2, "http_timeout_seconds": 5})
+    publisher = publisher.on(client, settings.task_queue)
+    async with Receiver(lambda _: Hang(90)) as rx, running_worker(client, settings):
+        ids = [
+            await publisher.publish(
+                endpoint_id=unique("ep_cap"), url=rx.url, event_type="test.cap", data={"i": i}
+            )
+            for i in range(6)
+        ]
+        await eventually(lambda: _count(rx), lambda n: n >= 2)
+        # The other four wait in Temporal's queue while those two hang.
+        await asyncio.sleep(3)
+        assert len(rx.requests) == 2
+        for delivery_id in ids:
+            await client.get_workflow_handle(delivery_id).terminate("test over")
+
+
+async def _count(rx: Receiver) -> int:
+    return len(rx.requests)

@@ -41,7 +41,7 @@ class EndpointCli:
 @pytest.fixture
 def cli(tmp_path: Path) -> EndpointCli:
     cli = EndpointCli(tmp_path)
-    assert cli.json("db", "upgrade") == {"from": None, "to": "0001"}
+    assert cli.json("db", "upgrade") == {"from": None, "to": "0002"}
     return cli
 
 
@@ -53,8 +53,8 @@ def test_db_upgrade_is_required_then_idempotent(tmp_path: Path) -> None:
     assert "run `webhooks db upgrade`" in cli.fails("endpoint", "list")
     first = cli("db", "upgrade")
     assert first.exit_code == 0
-    assert "upgraded from empty to 0001" in first.stdout
-    assert "already at revision 0001" in cli("db", "upgrade").stdout
+    assert "upgraded from empty to 0002" in first.stdout
+    assert "already at revision 0002" in cli("db", "upgrade").stdout
 
 
 def test_create_show_list_update_disable_enable_delete(cli: EndpointCli) -> None:

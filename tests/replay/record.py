@@ -3,8 +3,8 @@
     .venv/bin/python -m tests.replay.record
 
 Runs every path of every workflow type on a throwaway dev server with real HTTP receivers
-(or only the groups named on the command line: plain, activity-error, bulk, circuit,
-disable-enable, continue-as-new) and writes each workflow's history to
+(or only the groups named on the command line: plain, activity-error, bulk, edges,
+circuit, disable-enable, continue-as-new) and writes each workflow's history to
 `tests/replay/histories/<Type>-<scenario>.json`
 (`SCENARIOS` in `test_replay.py` lists what must be there). Re-record deliberately, when a
 workflow change is *meant* to be incompatible, and say so in the commit: old histories that
@@ -30,8 +30,9 @@ from typing import Any
 
 from sqlalchemy import update
 from temporalio.api.history.v1 import HistoryEvent
-from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError, WorkflowHandle
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 
@@ -48,7 +49,7 @@ from webhooks.core.circuit import (
     OperatorRequest,
     OutcomeReport,
 )
-from webhooks.core.ids import circuit_id
+from webhooks.core.ids import circuit_id, dead_letter_id, delivery_id
 from webhooks.core.models import (
     DeadLetterReason,
     DeadLetterState,
@@ -69,7 +70,7 @@ from webhooks.registry.schema import endpoints
 from webhooks.registry.service import EndpointRegistry, open_registry
 from worker import running_worker
 from workflows.dead_letter import DeadLetter
-from workflows.delivery import WebhookDelivery
+from workflows.delivery import INVALID_INPUT_ERROR, WebhookDelivery
 
 HISTORIES = Path(__file__).parent / "histories"
 BIN = Path(sysconfig.get_path("scripts"))
@@ -94,7 +95,8 @@ async def _count(client: Client, query: str, expect: int) -> bool:
 async def save(name: str, handle: WorkflowHandle[Any, Any]) -> None:
     history = await handle.fetch_history()
     path = HISTORIES / f"{name}.json"
-    path.write_text(json.dumps(json.loads(history.to_json()), indent=1) + "\n")
+    recorded = {"workflowId": handle.id, **json.loads(history.to_json())}
+    path.write_text(json.dumps(recorded, indent=1) + "\n")
     print(f"wrote {path.relative_to(Path.cwd())} ({len(history.events)} events)")
 
 
@@ -294,17 +296,6 @@ class Recorder:
             assert result.attempts == 1
         await save("WebhookDelivery-max-age", old)
 
-        # A wait too long for a datetime: the workflow's own error, parked as internal_error
-        # instead of failing its workflow task forever.
-        async with Receiver(scripted(Respond(500))) as rx:
-            broken = await self.deliver(
-                rx.url,
-                retry=RetrySchedule(schedule_seconds=[0, 1e12], jitter=0),
-            )
-            result = await broken.result()
-            assert result.dead_letter_reason is DeadLetterReason.INTERNAL_ERROR
-        await save("WebhookDelivery-internal-error", broken)
-
         # Unattended for the whole retention period: expires.
         async with Receiver(scripted(Respond(410))) as rx:
             request = build_request(
@@ -326,6 +317,86 @@ class Recorder:
             letter = self.letter(await handle.result())
             assert (await letter.result()).state is DeadLetterState.EXPIRED
         await save("DeadLetter-expired", letter)
+
+    # -- WebhookDelivery's input edges, and a redelivery with a new schedule --------------
+
+    async def edges(self, settings: Settings) -> None:
+        """(The internal-error scenario, a wait too long for a datetime, is beyond the
+        bounds now: refused at publish, dead-lettered as invalid_input by the workflow. Its
+        history from before lives in `histories/2026-12-01-before-input-bounds/`.)"""
+        client = self.client
+        async with Receiver(scripted(Respond(503), then=Respond(200))) as rx:
+            endpoint = await self.endpoint(rx.url)
+            request = build_request(
+                endpoint=endpoint,
+                event_type="stream.settled",
+                data=settled(),
+                event_id=f"evt_{uuid.uuid4().hex[:8]}",
+                retry=ONCE,
+            )
+            raw = request.model_dump(mode="json")
+
+            async def started(workflow_id: str, value: object) -> Delivery:
+                await client.start_workflow(
+                    "WebhookDelivery", value, id=workflow_id, task_queue=settings.task_queue
+                )
+                return client.get_workflow_handle_for(WebhookDelivery.run, workflow_id)
+
+            # Fields this worker does not know (a newer publisher): ignored, delivered.
+            newer = {**raw, "priority": "high", "options": {**raw["options"], "fan_in": 1}}
+            newer["event_id"] = f"evt_{uuid.uuid4().hex[:8]}"
+            newer["delivery_id"] = delivery_id(endpoint.id, newer["event_id"])
+            unknown = await started(newer["delivery_id"], newer)
+            assert (await unknown.result()).state is DeliveryState.DEAD_LETTERED  # the 503
+            unknown_letter = self.letter(await unknown.result())
+            await unknown_letter.signal(
+                DeadLetter.redeliver,
+                RedeliverRequest(
+                    requested_by="record",
+                    retry=RetrySchedule(schedule_seconds=[0, 0.2], jitter=0),
+                ),
+            )
+            view = await unknown_letter.result()
+            assert view.redelivery_run_id is not None
+            rerun = client.get_workflow_handle_for(
+                WebhookDelivery.run, unknown.id, run_id=view.redelivery_run_id
+            )
+            assert (await rerun.result()).state is DeliveryState.DELIVERED
+        await save("WebhookDelivery-unknown-fields", unknown)
+        await save("DeadLetter-redelivered-new-schedule", unknown_letter)
+        await save("WebhookDelivery-redelivered-new-schedule", rerun)
+
+        # Not a delivery request at all: the dead-letter queue, raw input kept; redeliver
+        # is ignored (nothing to deliver), discard closes it.
+        malformed = await started(
+            f"msg_{uuid.uuid4().hex[:8]}", {"delivery_id": "has spaces", "body": 7}
+        )
+        letter = await self.refused(malformed)
+        await letter.signal(DeadLetter.redeliver, RedeliverRequest(requested_by="record"))
+        await letter.signal(DeadLetter.discard, DiscardRequest(requested_by="record"))
+        assert (await letter.result()).state is DeadLetterState.DISCARDED
+        await save("WebhookDelivery-invalid-input", malformed)
+        await save("DeadLetter-invalid-input", letter)
+
+        # A delivery id derived some other way: it would collide across endpoints.
+        wrong = {**raw, "delivery_id": f"msg_{uuid.uuid4().hex[:8]}"}
+        mismatched = await started(wrong["delivery_id"], wrong)
+        await self.refused(mismatched)
+        await save("WebhookDelivery-wrong-delivery-id", mismatched)
+
+    async def refused(self, handle: Delivery) -> WorkflowHandle[DeadLetter, DeadLetterView]:
+        """An invalid input's run fails once its dead letter (generation 0) has started."""
+        cause: BaseException | None = None
+        try:
+            await handle.result()
+        except WorkflowFailureError as failed:
+            cause = failed.cause
+        assert isinstance(cause, ApplicationError), "an invalid input's run did not fail"
+        assert cause.type == INVALID_INPUT_ERROR
+        letter = self.client.get_workflow_handle_for(DeadLetter.run, dead_letter_id(handle.id, 0))
+        view = await letter.query(DeadLetter.entry)
+        assert view.entry.reason is DeadLetterReason.INVALID_INPUT
+        return letter
 
     async def activity_error(self, settings: Settings) -> None:
         """The send activity raises (a registry row corrupted behind the service's back, so
@@ -436,9 +507,13 @@ class Recorder:
             # As `webhooks circuit disable` does it: signal-with-start.
             await client.start_workflow(
                 CIRCUIT_WORKFLOW,
-                CircuitInput(endpoint_id=endpoint, config=settings.circuit),
+                CircuitInput(
+                    endpoint_id=endpoint,
+                    config=settings.circuit,
+                    control_task_queue=settings.control_queue,
+                ),
                 id=circuit_id(endpoint),
-                task_queue=settings.task_queue,
+                task_queue=settings.control_queue,
                 start_signal="disable",
                 start_signal_args=[OperatorRequest(requested_by="record", reason="replay")],
             )
@@ -457,13 +532,17 @@ class Recorder:
         await save("EndpointCircuit-disable-enable", circuit)
 
     async def continue_as_new(self, settings: Settings) -> None:
-        """Enough reports to pass `max_history_events`: the circuit continues as new."""
+        """Enough reports to pass `max_history_events`: the circuit continues as new, from
+        the delivery queue (where circuits ran before the control queue) to the control
+        queue."""
         client = self.client
         endpoint = f"ep_can_{uuid.uuid4().hex[:6]}"
         config = CircuitConfig(max_history_events=100, window_seconds=5, consecutive_failures=None)
         circuit = await client.start_workflow(
             CIRCUIT_WORKFLOW,
-            CircuitInput(endpoint_id=endpoint, config=config),
+            CircuitInput(
+                endpoint_id=endpoint, config=config, control_task_queue=settings.control_queue
+            ),
             id=circuit_id(endpoint),
             task_queue=settings.task_queue,
         )
@@ -483,7 +562,15 @@ class Recorder:
         await save("EndpointCircuit-after-continue-as-new", latest)
 
 
-GROUPS = ("plain", "activity-error", "bulk", "circuit", "disable-enable", "continue-as-new")
+GROUPS = (
+    "plain",
+    "activity-error",
+    "bulk",
+    "edges",
+    "circuit",
+    "disable-enable",
+    "continue-as-new",
+)
 
 
 async def main(only: set[str]) -> None:
@@ -519,6 +606,8 @@ async def main(only: set[str]) -> None:
                         await recorder.activity_error(settings)
                     if "bulk" in only:
                         await recorder.bulk(settings)
+                    if "edges" in only:
+                        await recorder.edges(settings)
                 circuit = settings.model_copy(
                     update={"task_queue": "webhooks-replay-circuit", "circuit": CIRCUIT}
                 )

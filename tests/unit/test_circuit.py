@@ -11,6 +11,9 @@ from pydantic import ValidationError
 
 from webhooks.core.circuit import (
     BUCKET_SECONDS,
+    HOLD_JITTER_SECONDS,
+    HOLD_SECONDS,
+    LOCAL_TRUST_SECONDS,
     Circuit,
     CircuitConfig,
     CircuitInput,
@@ -18,7 +21,9 @@ from webhooks.core.circuit import (
     CircuitSnapshot,
     OperatorRequest,
     OutcomeReport,
+    PublishedCircuit,
     Signal,
+    gate_of,
     signal_of,
 )
 from webhooks.core.models import ErrorKind, Gate, SendResult
@@ -554,3 +559,64 @@ def test_input_and_operator_request_defaults() -> None:
         endpoint_id="ep_1", config=CircuitConfig(), snapshot=None
     )
     assert OperatorRequest() == OperatorRequest(requested_by="unknown", reason="")
+
+
+# --- the gate over the published verdict -----------------------------------------------------
+
+
+def published(phase: CircuitPhase, changed: float = 0, **fields: object) -> PublishedCircuit:
+    return PublishedCircuit.model_validate(
+        {"endpoint_id": "ep_1", "phase": phase, "changed_at": at(changed), **fields}
+    )
+
+
+HOLD = timedelta(seconds=HOLD_SECONDS)
+
+
+def test_no_verdict_and_no_local_trip_lets_it_go() -> None:
+    assert gate_of(None, local_tripped_at=None, now=T0) == Gate(allow=True)
+
+
+def test_a_disabled_verdict_refuses() -> None:
+    verdict = published(CircuitPhase.DISABLED, reason="ops")
+    assert gate_of(verdict, local_tripped_at=None, now=T0) == Gate(allow=False, disabled=True)
+
+
+def test_an_open_verdict_holds_until_woken_and_offers_the_probe_when_due() -> None:
+    verdict = published(CircuitPhase.OPEN, next_probe_at=at(30))
+    assert gate_of(verdict, local_tripped_at=None, now=at(10)) == Gate(
+        allow=False, retry_at=at(10) + HOLD
+    )
+    assert gate_of(verdict, local_tripped_at=None, now=at(30)) == Gate(
+        allow=False, probe=True, retry_at=at(30) + HOLD
+    )
+    half_open = published(CircuitPhase.HALF_OPEN)
+    assert gate_of(half_open, local_tripped_at=None, now=at(1)).probe
+
+
+def test_a_local_trip_holds_only_until_the_circuit_has_spoken_or_had_its_chance() -> None:
+    trip = at(5)
+    trusted = trip + timedelta(seconds=LOCAL_TRUST_SECONDS)
+    # The hold ends early enough that the delivery's jitter keeps it inside the trust.
+    wake = trusted - timedelta(seconds=HOLD_JITTER_SECONDS)
+    assert gate_of(None, local_tripped_at=trip, now=at(6)) == Gate(allow=False, retry_at=wake)
+    older = published(CircuitPhase.CLOSED, changed=1)
+    assert gate_of(older, local_tripped_at=trip, now=at(6)) == Gate(allow=False, retry_at=wake)
+    late = trusted - timedelta(seconds=1)
+    assert gate_of(None, local_tripped_at=trip, now=late) == Gate(allow=False, retry_at=late)
+    newer = published(CircuitPhase.CLOSED, changed=6)
+    assert gate_of(newer, local_tripped_at=trip, now=at(7)) == Gate(allow=True)
+    assert gate_of(None, local_tripped_at=trip, now=trusted) == Gate(allow=True)
+
+
+def test_a_verdict_is_the_snapshot_at_a_moment() -> None:
+    c = circuit()
+    c.disable("ops")
+    verdict = PublishedCircuit.of(c.s, at(3))
+    assert verdict.phase is CircuitPhase.DISABLED
+    assert verdict.reason == "ops"
+    assert verdict.changed_at == at(3)
+    assert verdict.same_verdict(PublishedCircuit.of(c.s, at(9)))
+    assert not verdict.same_verdict(None)
+    c.reset()
+    assert not verdict.same_verdict(PublishedCircuit.of(c.s, at(9)))

@@ -5,13 +5,17 @@ read for many concurrent attempts."""
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from temporalio.runtime import MetricBuffer, Runtime, TelemetryConfig
+from temporalio.testing import ActivityEnvironment
 
 from activities.endpoint_cache import EndpointCache
 from tests.conftest import ACCOUNT, KEY_TEXT
+from webhooks.core import metrics
 from webhooks.core.destinations import DestinationPolicy
 from webhooks.registry.crypto import SecretKeyRing
 from webhooks.registry.errors import RegistryUnavailableError
@@ -136,3 +140,33 @@ async def test_a_cancelled_read_cancels_its_waiters_and_leaves_no_entry(
     again = await cache.endpoint(created.endpoint.id)
     assert again is not None
     assert cache.reads == 2
+
+
+async def test_lookups_are_counted_as_hits_and_misses_in_an_activity(
+    registry: EndpointRegistry,
+) -> None:
+    buffer = MetricBuffer(100)
+    runtime = Runtime(telemetry=TelemetryConfig(metrics=buffer))
+    clock = Clock()
+    cache = EndpointCache(registry, ttl=2, clock=clock)
+    created = await registry.create(NewEndpoint(account_id=ACCOUNT, url="http://a.example/"))
+
+    async def look_up(ticks: list[float]) -> None:
+        for tick in ticks:
+            clock.now += tick
+            await cache.endpoint(created.endpoint.id)
+
+    await cache.endpoint(created.endpoint.id)  # outside an activity: not counted
+    clock.now += 5
+    env = ActivityEnvironment()
+    env.metric_meter = runtime.metric_meter
+    await env.run(look_up, [0, 1, 0.5, 3, 0])  # miss, hit, hit, miss (expired), hit
+    counted: Counter[str] = Counter()
+    for update in buffer.retrieve_updates():
+        assert update.metric.name == metrics.REGISTRY_CACHE.name
+        # Temporal's labels and ours; never the endpoint id.
+        labels = {"kind", "result", "namespace", "task_queue", "activity_type", "service_name"}
+        assert set(update.attributes) == labels
+        assert update.attributes["kind"] == "endpoint"
+        counted[str(update.attributes["result"])] += int(update.value)
+    assert counted == {"hit": 3, "miss": 2}

@@ -33,7 +33,15 @@ LAYERS: dict[str, tuple[str, ...]] = {
     "workflows": ("webhooks.core", "activities", "workflows"),
     "webhooks.publisher": ("webhooks.core", *FOUNDATION, REGISTRY),
     "webhooks": ("webhooks.core", *FOUNDATION, "webhooks.publisher"),
-    "worker": ("webhooks.core", *FOUNDATION, REGISTRY, "activities", "workflows"),
+    # The worker publishes operational events through the publisher, like any service.
+    "worker": (
+        "webhooks.core",
+        *FOUNDATION,
+        REGISTRY,
+        "activities",
+        "workflows",
+        "webhooks.publisher",
+    ),
     "webhooks.ops": ("webhooks.core", *FOUNDATION, REGISTRY, "webhooks.publisher", "webhooks.ops"),
 }
 """Layer (a module or package prefix) -> what it may import. Longest prefix wins."""

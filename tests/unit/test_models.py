@@ -16,9 +16,12 @@ from tests.integration import endpoint_record
 from webhooks.core.ids import dead_letter_id, delivery_id
 from webhooks.core.models import (
     MAX_BODY_BYTES,
+    DefaultChange,
     DeliveryOptions,
     DeliveryRequest,
     RetrySchedule,
+    resolve_defaults,
+    unknown_fields,
 )
 from webhooks.publisher import WebhookPublisher, build_request, event_body
 from webhooks.registry.errors import RegistryError
@@ -131,9 +134,43 @@ def test_body_limit_counts_utf8_bytes_not_characters() -> None:
         request(body=body)
 
 
-def test_unknown_fields_are_rejected() -> None:
-    with pytest.raises(ValidationError, match="Extra inputs are not permitted"):
+def test_unknown_fields_are_rejected_when_built_in_python() -> None:
+    with pytest.raises(ValidationError, match=r"unknown field\(s\): secret"):
         request(secret="whsec_oops")
+
+
+def test_unknown_fields_from_json_are_ignored_and_named() -> None:
+    raw = request().model_dump(mode="json")
+    raw["priority"] = "high"
+    raw["options"] = {**raw["options"], "fanout": 2}
+    raw["options"]["retry"] = {**raw["options"]["retry"], "jitter_mode": "full"}
+    decoded = DeliveryRequest.model_validate_json(json.dumps(raw))
+    assert decoded == request()
+    expected = ["options.fanout", "options.retry.jitter_mode", "priority"]
+    assert sorted(unknown_fields(raw)) == expected
+    assert unknown_fields("not an object") == []
+
+
+def test_a_changed_default_applies_only_where_omitted_and_patched() -> None:
+    change = DefaultChange(patch="jitter-0.1", path=("retry", "jitter"), value=0.1)
+    raw = request().model_dump(mode="json", exclude={"options"})
+    omitted = DeliveryRequest.model_validate_json(json.dumps(raw))
+    asked: list[str] = []
+
+    def patched(name: str) -> bool:
+        asked.append(name)
+        return True
+
+    assert resolve_defaults(omitted, patched, (change,)).options.retry.jitter == 0.1
+    assert resolve_defaults(omitted, lambda _: False, (change,)).options.retry.jitter == 0.2
+    explicit = DeliveryRequest.model_validate_json(
+        json.dumps({**raw, "options": {"retry": {"jitter": 0.3}}})
+    )
+    assert resolve_defaults(explicit, patched, (change,)).options.retry.jitter == 0.3
+    assert asked == ["jitter-0.1"]  # an input naming the field records no marker
+    top = DefaultChange(patch="dlq-4xx", path=("dead_letter_on_4xx",), value=True)
+    assert resolve_defaults(omitted, patched, (top,)).options.dead_letter_on_4xx is True
+    assert resolve_defaults(omitted, patched) == omitted  # no change of default yet
 
 
 def test_negative_generation_is_rejected() -> None:
@@ -175,7 +212,7 @@ def test_attempt_budget() -> None:
         ({"max_age_seconds": 0}, "greater than 0"),
         ({"retry_after_cap_seconds": -1}, "greater than or equal to 0"),
         ({"throttled_min_seconds": -1}, "greater than or equal to 0"),
-        ({"retries": 3}, "Extra inputs are not permitted"),
+        ({"retries": 3}, r"unknown field\(s\): retries"),
     ],
 )
 def test_bad_schedules(fields: dict[str, Any], message: str) -> None:

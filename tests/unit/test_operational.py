@@ -2,27 +2,37 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
 
 import pytest
 from temporalio.testing import ActivityEnvironment
 
-from activities.operational import OperationalEvents
+from activities.operational import OperationalEvents, accounts_in
 from webhooks.core.circuit import CircuitPhase, CircuitSnapshot
 from webhooks.core.events import EVENT_TYPES, validate_event_data
+from webhooks.core.ids import dead_letter_id
+from webhooks.core.models import DeadLetterReason, salvaged_request
 from webhooks.core.operational import (
     CIRCUIT_CLOSED,
     CIRCUIT_OPENED,
     ENDPOINT_DISABLED,
     ENDPOINT_ENABLED,
     TYPES,
+    DeadLetterExpiring,
     DeliveryDeadLettered,
     OperationalConfig,
     OperationalEvent,
     circuit_event,
+    json_schema,
 )
+from webhooks.registry.models import NewEndpoint
+from webhooks.registry.service import EndpointRegistry
 
 NOW = datetime(2026, 12, 1, 12, tzinfo=UTC)
+SCHEMA = Path(__file__).parents[2] / "docs" / "schema" / "operational-events.json"
 P = CircuitPhase
 
 
@@ -109,6 +119,28 @@ def test_dead_letter_data_keeps_publisher_ids_and_no_payload() -> None:
         DeliveryDeadLettered.model_validate({**dumped, "body": "{}"})
 
 
+@pytest.mark.parametrize("event_type", ["billing:invoice/paid", "x" * 200, "unknown"])
+def test_whatever_a_delivery_carries_can_be_reported(event_type: str) -> None:
+    """Every id and type a delivery request accepts (here one salvaged from an unusable
+    input) fits the events' data: a stricter rule would fail the dead letter reporting it."""
+    raw = {"endpoint_id": "ep/" + "e" * 197, "event_id": "evt 1", "event_type": event_type}
+    request = salvaged_request(raw, "msg_" + "m" * 196, NOW)
+    common: dict[str, Any] = {
+        "endpoint_id": request.endpoint_id,
+        "delivery_id": request.delivery_id,
+        "dead_letter_id": dead_letter_id(request.delivery_id, 12),
+        "event_type": request.event_type,
+        "reason": DeadLetterReason.INVALID_INPUT,
+        "expires_at": NOW,
+    }
+    lettered = DeliveryDeadLettered(
+        **common, event_id=request.event_id, attempts=0, dead_lettered_at=NOW
+    )
+    assert lettered.event_type == event_type
+    assert lettered.event_id == "unknown"  # not header-safe, so not salvaged
+    assert DeadLetterExpiring(**common).endpoint_id == raw["endpoint_id"]
+
+
 class Published:
     """Records what the activity hands to the publisher's `publish_event`."""
 
@@ -163,3 +195,24 @@ async def test_without_an_operations_account_nothing_is_published() -> None:
     config = await ActivityEnvironment().run(events.publish_operational_event, opened("ep_1"))
     assert config.enabled is False
     assert published.calls == []
+
+
+async def test_the_subject_account_comes_from_the_registry(registry: EndpointRegistry) -> None:
+    new = NewEndpoint(id="ep_known", account_id="acct_9", url="https://example.com/hook")
+    await registry.create(new)
+    account_of = accounts_in(registry)
+    assert await account_of("ep_known") == "acct_9"
+    assert await account_of("ep_deleted") is None  # the event still goes, without it
+
+
+def test_the_committed_schema_is_the_models() -> None:
+    committed = json.loads(SCHEMA.read_text())
+    assert committed == json_schema(), (
+        "run: .venv/bin/python -c 'import json; from webhooks.core.operational import "
+        "json_schema; print(json.dumps(json_schema(), indent=2))' > " + str(SCHEMA)
+    )
+    branches = {b["properties"]["type"]["const"]: b for b in committed["oneOf"]}
+    assert set(branches) == set(TYPES)
+    dead = committed["$defs"]["DeliveryDeadLettered"]
+    assert "url" not in dead["properties"]
+    assert not dead.get("additionalProperties", True)

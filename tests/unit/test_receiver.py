@@ -12,6 +12,7 @@ from webhooks.dev.receiver import (
     MAX_REQUEST_BYTES,
     Behavior,
     Drop,
+    Hang,
     ReceivedRequest,
     Receiver,
     Respond,
@@ -67,10 +68,10 @@ async def test_on_request_sees_each_request_and_its_behavior(http: httpx.AsyncCl
     assert [r for r, _ in seen] == rx.requests
 
 
-async def test_unknown_status_gets_a_generic_reason(http: httpx.AsyncClient) -> None:
+async def test_respond_sends_its_status_headers_and_body(http: httpx.AsyncClient) -> None:
     async with Receiver(scripted(Respond(418, b"teapot", {"x-extra": "1"}))) as rx:
         response = await http.post(rx.url, content=b"")
-    assert (response.status_code, response.reason_phrase) == (418, "Status")
+    assert response.status_code == 418
     assert response.headers["x-extra"] == "1"
     assert response.content == b"teapot"
 
@@ -125,7 +126,7 @@ async def test_requests_on_one_connection_share_the_client_port(
 
 async def test_oversized_request_is_refused_unrecorded() -> None:
     async with Receiver() as rx:
-        head = f"POST / HTTP/1.1\r\ncontent-length: {MAX_REQUEST_BYTES + 1}\r\n\r\n"
+        head = f"POST / HTTP/1.1\r\nhost: x\r\ncontent-length: {MAX_REQUEST_BYTES + 1}\r\n\r\n"
         answer = await raw_exchange(rx, head.encode())
     assert answer == b""
     assert rx.requests == []
@@ -135,7 +136,9 @@ async def test_truncated_request_is_ignored_and_the_receiver_keeps_serving(
     http: httpx.AsyncClient,
 ) -> None:
     async with Receiver() as rx:
-        answer = await raw_exchange(rx, b"POST / HTTP/1.1\r\ncontent-length: 10\r\n\r\nabc")
+        answer = await raw_exchange(
+            rx, b"POST / HTTP/1.1\r\nhost: x\r\ncontent-length: 10\r\n\r\nabc"
+        )
         assert answer == b""
         assert rx.requests == []
         response = await http.post(rx.url, content=b"ok")
@@ -145,7 +148,7 @@ async def test_truncated_request_is_ignored_and_the_receiver_keeps_serving(
 
 async def test_drop_closes_without_answering() -> None:
     async with Receiver(scripted(Drop())) as rx:
-        answer = await raw_exchange(rx, b"POST / HTTP/1.1\r\ncontent-length: 0\r\n\r\n")
+        answer = await raw_exchange(rx, b"POST / HTTP/1.1\r\nhost: x\r\ncontent-length: 0\r\n\r\n")
     assert answer == b""
     assert len(rx.requests) == 1
 
@@ -154,3 +157,52 @@ async def test_url_and_port() -> None:
     async with Receiver() as rx:
         assert rx.port > 0
         assert rx.url == f"http://127.0.0.1:{rx.port}"
+
+
+async def test_hang_answers_nothing_then_closes() -> None:
+    async with Receiver(scripted(Hang(0.2))) as rx:
+        answer = await raw_exchange(rx, b"POST / HTTP/1.1\r\nhost: x\r\ncontent-length: 0\r\n\r\n")
+    assert answer == b""
+    assert len(rx.requests) == 1
+
+
+async def test_leaving_the_block_ends_hung_and_endless_answers() -> None:
+    behaviors: list[Behavior] = [
+        Hang(3600),
+        Stream(total=1 << 30, chunk=10, stop_after=10),
+        Respond(delay=3600),
+    ]
+    arrived = asyncio.Semaphore(0)
+    async with httpx.AsyncClient(timeout=60) as http:
+        async with Receiver(scripted(*behaviors), on_request=lambda *_: arrived.release()) as rx:
+            sends = [asyncio.create_task(http.post(rx.url, content=b"")) for _ in behaviors]
+            for _ in behaviors:
+                await arrived.acquire()
+        results = await asyncio.gather(*sends, return_exceptions=True)
+    assert all(isinstance(r, httpx.TransportError) for r in results), results
+
+
+async def test_a_chunked_body_over_the_limit_is_refused_unrecorded() -> None:
+    async def chunks() -> AsyncIterator[bytes]:
+        for _ in range(MAX_REQUEST_BYTES // 65536 + 2):
+            yield b"x" * 65536
+
+    async with Receiver() as rx, httpx.AsyncClient(timeout=10) as http:
+        with pytest.raises(httpx.TransportError):
+            await http.post(rx.url, content=chunks())
+        assert (await http.post(rx.url, content=b"small")).status_code == 200
+    assert [r.body for r in rx.requests] == [b"small"]
+
+
+async def test_malformed_http_is_refused_by_the_parser() -> None:
+    """What the old hand-written server accepted (two lengths, `+5`) the parser refuses."""
+    async with Receiver() as rx:
+        two = await raw_exchange(
+            rx, b"POST / HTTP/1.1\r\nhost: x\r\ncontent-length: 1\r\ncontent-length: 2\r\n\r\nab"
+        )
+        plus = await raw_exchange(
+            rx, b"POST / HTTP/1.1\r\nhost: x\r\ncontent-length: +5\r\n\r\nabcde"
+        )
+    assert two.startswith(b"HTTP/1.1 400")
+    assert plus.startswith(b"HTTP/1.1 400")
+    assert rx.requests == []

@@ -53,6 +53,7 @@ def test_on_builds_one_provider_with_the_named_exporters(fresh: list[object]) ->
     assert fresh == [provider]
     assert provider.resource.attributes["service.name"] == tracing.DEFAULT_SERVICE_NAME
     processors = provider._active_span_processor._span_processors
+    # The SDK keeps its processors private and typed as the base class: read them anyway.
     exporters = [type(p.span_exporter) for p in processors]  # type: ignore[attr-defined]
     assert exporters == [ConsoleSpanExporter, OTLPSpanExporter]
     assert tracing.configure_tracing(environ) is provider  # once per process

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import json
 import uuid
 from collections.abc import Callable
@@ -43,7 +42,7 @@ from webhooks.config import Settings
 from webhooks.core.models import Attempt, DeliveryRequest, DeliveryStatus, RetrySchedule
 from webhooks.logs import configure_logging
 from webhooks.ops.gauges import BacklogGauges
-from webhooks.publisher import Published, WebhookPublisher
+from webhooks.publisher import Published, PublishOutcome, WebhookPublisher
 from webhooks.registry.service import open_registry
 
 app = typer.Typer(
@@ -88,7 +87,11 @@ def publish(
     ] = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """Start deliveries and print their delivery ids, one per line."""
+    """Start deliveries and print their delivery ids, one per line.
+
+    An event id published before is not started again; stderr says so with the existing
+    delivery's state (running, delivered, dead_lettered) and the exit code is 0. The same
+    event id with different data is refused (exit code 2)."""
 
     async def main() -> list[Published]:
         if endpoint_id is None and account_id is None:
@@ -132,10 +135,14 @@ def publish(
 
     published = run(main())
     for p in published:
-        if not p.created:
-            err.print(f"{p.delivery_id}: already published (nothing new started)", highlight=False)
+        if p.outcome is PublishOutcome.ALREADY_EXISTS:
+            state = p.state.value if p.state else "unknown"
+            err.print(
+                f"{p.delivery_id}: already published, {state} (nothing new started)",
+                highlight=False,
+            )
     if as_json:
-        rows = [dataclasses.asdict(p) for p in published]
+        rows = [p.model_dump(mode="json") for p in published]
         print_json(rows[0] if endpoint_id is not None else {"deliveries": rows})
         return
     if not published:

@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 import getpass
 from typing import Annotated
 
 import typer
 from rich.table import Table
-from temporalio.client import RPCError
-from temporalio.service import RPCStatusCode
 
 from webhooks.cli.output import CliError, JsonFlag, out, print_json, run, temporal_client, when
 from webhooks.config import Settings
-from webhooks.core.circuit import VIEW_LAG_SECONDS, CircuitInput, CircuitSnapshot, OperatorRequest
-from webhooks.core.ids import circuit_id
-from webhooks.core.names import CIRCUIT_WORKFLOW
+from webhooks.core.circuit import CircuitSnapshot, OperatorRequest, PublishedCircuit
+from webhooks.ops import circuits
+from webhooks.registry.service import EndpointRegistry, open_registry
 
 circuit_app = typer.Typer(no_args_is_help=True, help="Per-endpoint circuit breakers.")
 
@@ -28,19 +26,10 @@ By = Annotated[str, typer.Option(help="Who is asking (default: your user name)."
 def show(endpoint_id: EndpointArg, as_json: JsonFlag = False) -> None:
     """Show the circuit: phase, failure rate, counts, when it opened and probes next."""
 
-    async def main() -> CircuitSnapshot | None:
-        handle = (await temporal_client(Settings())).get_workflow_handle(circuit_id(endpoint_id))
-        try:
-            snapshot: CircuitSnapshot = await handle.query("state", result_type=CircuitSnapshot)
-        except RPCError as err:
-            if err.status == RPCStatusCode.NOT_FOUND:
-                return None  # Never failed, or healthy long enough to be forgotten.
-            raise
-        return snapshot
+    async def main() -> CircuitSnapshot:
+        return await circuits.circuit_snapshot(await temporal_client(Settings()), endpoint_id)
 
     snapshot = run(main())
-    if snapshot is None:
-        snapshot = CircuitSnapshot(endpoint_id=endpoint_id)
     if as_json:
         print_json(
             {
@@ -68,34 +57,28 @@ def show(endpoint_id: EndpointArg, as_json: JsonFlag = False) -> None:
     out.print(table)
 
 
-def _signal(
-    endpoint_id: str, name: str, by: str, reason: str, *, start: bool, as_json: bool
-) -> None:
+def _signal(endpoint_id: str, name: str, by: str, reason: str, *, as_json: bool) -> None:
     request = OperatorRequest(requested_by=by or getpass.getuser(), reason=reason)
 
     async def main() -> None:
         settings = Settings()
         client = await temporal_client(settings)
-        if start:
-            # Disabling must work for an endpoint that never failed (no circuit yet).
-            await client.start_workflow(
-                CIRCUIT_WORKFLOW,
-                CircuitInput(endpoint_id=endpoint_id, config=settings.circuit),
-                id=circuit_id(endpoint_id),
-                task_queue=settings.task_queue,
-                start_signal=name,
-                start_signal_args=[request],
-            )
-            return
-        try:
-            await client.get_workflow_handle(circuit_id(endpoint_id)).signal(name, request)
-        except RPCError as err:
-            if err.status == RPCStatusCode.NOT_FOUND:
-                raise CliError(f"endpoint {endpoint_id!r} has no circuit: it is closed") from None
-            raise
-        # Workers' cached views may lag this long: once we return, every worker lets
-        # deliveries through (so `enable && webhooks dlq redeliver ...` is safe).
-        await asyncio.sleep(VIEW_LAG_SECONDS)
+        async with contextlib.AsyncExitStack() as stack:
+            registry: EndpointRegistry | None = None
+
+            async def verdicts(endpoint_id: str) -> PublishedCircuit | None:
+                # Opened once the signal went: `reset` of no circuit needs no database.
+                nonlocal registry
+                if registry is None:
+                    registry = await stack.enter_async_context(open_registry(settings, keys=False))
+                return await registry.circuit(endpoint_id)
+
+            try:
+                await circuits.steer_circuit(
+                    client, settings, endpoint_id, name, request, verdicts=verdicts
+                )
+            except circuits.NoCircuitError as err:
+                raise CliError(str(err)) from None
 
     run(main())
     if as_json:
@@ -109,7 +92,7 @@ def reset(
     endpoint_id: EndpointArg, by: By = "", reason: Reason = "", as_json: JsonFlag = False
 ) -> None:
     """Close the circuit and forget its failures."""
-    _signal(endpoint_id, "reset", by, reason, start=False, as_json=as_json)
+    _signal(endpoint_id, "reset", by, reason, as_json=as_json)
 
 
 @circuit_app.command()
@@ -117,7 +100,7 @@ def disable(
     endpoint_id: EndpointArg, by: By = "", reason: Reason = "", as_json: JsonFlag = False
 ) -> None:
     """Disable the endpoint: its deliveries go to the dead-letter queue, unsent."""
-    _signal(endpoint_id, "disable", by, reason, start=True, as_json=as_json)
+    _signal(endpoint_id, "disable", by, reason, as_json=as_json)
 
 
 @circuit_app.command()
@@ -125,4 +108,4 @@ def enable(
     endpoint_id: EndpointArg, by: By = "", reason: Reason = "", as_json: JsonFlag = False
 ) -> None:
     """Enable a disabled endpoint (then redeliver its dead letters with `webhooks dlq`)."""
-    _signal(endpoint_id, "enable", by, reason, start=False, as_json=as_json)
+    _signal(endpoint_id, "enable", by, reason, as_json=as_json)

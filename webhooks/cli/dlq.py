@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
 import getpass
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.progress import Progress
 from rich.table import Table
-from temporalio.client import Client
+from temporalio.client import Client, RPCError
 
 from webhooks.cli.output import (
     CliError,
@@ -33,16 +32,16 @@ from webhooks.core.models import (
     DiscardRequest,
     RedeliverRequest,
 )
-from webhooks.ops.bulk import job_progress, start_bulk
+from webhooks.ops.bulk import follow_job, start_bulk
 from webhooks.ops.dead_letters import (
-    BulkSummary,
     DeadLetterFilter,
     DeadLetterRow,
+    act_on,
     count_by_reason,
     count_open_by_reason,
     list_dead_letters,
-    signal_each,
 )
+from webhooks.ops.errors import ConflictError, NotFoundError
 
 dlq_app = typer.Typer(no_args_is_help=True, help="The dead-letter queue.")
 
@@ -191,54 +190,72 @@ def _act(
     per_second: float,
     dry_run: bool,
     as_json: bool,
-    job: bool = False,
     detach: bool = False,
 ) -> None:
-    """One dead letter by id, or every open one that matches the filters, rate-limited."""
-    if job and dead_letter_id is None and not dry_run:
+    """One dead letter by id (signalled at once), or every open one that matches the
+    filters: the durable bulk job, as the console runs it."""
+    if dead_letter_id is None and where == DeadLetterFilter():
+        run(_refuse("name a dead letter id, or at least one filter such as --endpoint"))
+    if dry_run:
+        _dry_run(signal, dead_letter_id, where, as_json=as_json)
+    elif dead_letter_id is None:
         _run_job(signal, arg, where, per_second=per_second, as_json=as_json, detach=detach)
-        return
+    else:
+        _act_on_one(signal, arg, dead_letter_id, as_json=as_json)
 
-    async def main() -> tuple[list[str], BulkSummary | None]:
-        # Inside `run` so that it prints as a usage error (exit 2), not a traceback.
-        if dead_letter_id is None and where == DeadLetterFilter():
-            raise CliError("name a dead letter id, or at least one filter such as --endpoint")
-        client = await temporal_client(Settings())
-        ids = await _targets(client, dead_letter_id, where)
-        if dry_run:
-            return ids, None
-        with Progress(console=err, transient=True, disable=as_json) as progress:
-            task = progress.add_task(f"{signal}", total=len(ids))
-            summary = await signal_each(
-                client,
-                ids,
-                signal,
-                arg,
-                per_second=per_second,
-                on_done=lambda _: progress.advance(task),
-            )
-        return ids, summary
 
-    ids, summary = run(main())
-    if summary is None:
-        if as_json:
-            print_json({"dry_run": True, "would_signal": ids})
-        else:
-            out.print(f"dry run: would {signal} {len(ids)} dead letter(s)", highlight=False)
-            for workflow_id in ids:
-                out.print(f"  {workflow_id}", highlight=False)
-        return
+async def _refuse(message: str) -> None:
+    """Inside `run`, so that it prints as a usage error (exit 2), not a traceback."""
+    raise CliError(message)
+
+
+def _dry_run(
+    signal: str, dead_letter_id: str | None, where: DeadLetterFilter, *, as_json: bool
+) -> None:
+    async def main() -> list[str]:
+        return await _targets(await temporal_client(Settings()), dead_letter_id, where)
+
+    ids = run(main())
     if as_json:
-        print_json(summary.__dict__)
+        print_json({"dry_run": True, "would_signal": ids})
+        return
+    out.print(f"dry run: would {signal} {len(ids)} dead letter(s)", highlight=False)
+    for workflow_id in ids:
+        out.print(f"  {workflow_id}", highlight=False)
+
+
+def _act_on_one(
+    signal: str, arg: RedeliverRequest | DiscardRequest, dead_letter_id: str, *, as_json: bool
+) -> None:
+    """The console's single action (`act_on`); a closed one is "already closed", not an
+    error, so that running the same command twice is harmless."""
+
+    async def main() -> tuple[str, str]:
+        client = await temporal_client(Settings())
+        try:
+            await act_on(client, dead_letter_id, arg)
+        except NotFoundError as e:
+            raise CliError(str(e)) from None
+        except ConflictError:
+            return "already_closed", ""
+        except RPCError as e:
+            return "failed", e.message or repr(e)
+        return "signalled", ""
+
+    outcome, message = run(main())
+    summary: dict[str, Any] = {"signalled": [], "already_closed": [], "failed": {}}
+    summary[outcome] = {dead_letter_id: message} if outcome == "failed" else [dead_letter_id]
+    if as_json:
+        print_json(summary)
     else:
         out.print(
-            f"{signal}: {len(summary.signalled)} signalled, "
-            f"{len(summary.already_closed)} already closed, {len(summary.failed)} failed",
+            f"{signal}: {len(summary['signalled'])} signalled, "
+            f"{len(summary['already_closed'])} already closed, {len(summary['failed'])} failed",
             highlight=False,
         )
-        for workflow_id, message in summary.failed.items():
-            err.print(f"  {workflow_id}: {message}", highlight=False)
-    if summary.failed:
+        if message:
+            err.print(f"  {dead_letter_id}: {message}", highlight=False)
+    if outcome == "failed":
         raise typer.Exit(1)
 
 
@@ -254,8 +271,6 @@ def _run_job(
     """Start a `BulkDeadLetterAction` job (the console's bulk action) and follow it."""
 
     async def main() -> tuple[str, BulkProgress | None]:
-        if where == DeadLetterFilter():
-            raise CliError("name at least one filter such as --endpoint")
         settings = Settings()
         client = await temporal_client(settings)
         request = BulkRequest(
@@ -274,15 +289,13 @@ def _run_job(
         job_id = await start_bulk(client, settings, request)
         if detach:
             return job_id, None
-        handle = client.get_workflow_handle(job_id, result_type=BulkProgress)
         with Progress(console=err, transient=True, disable=as_json) as bar:
             task = bar.add_task(f"{signal} ({job_id})", total=None)
-            result = asyncio.ensure_future(handle.result())
-            while not result.done():
-                await asyncio.wait({result}, timeout=1)
-                progress = await job_progress(client, job_id)
+
+            def show(progress: BulkProgress) -> None:
                 bar.update(task, total=progress.total, completed=progress.handled)
-        return job_id, result.result()
+
+            return job_id, await follow_job(client, job_id, show)
 
     job_id, progress = run(main())
     if progress is None:
@@ -296,10 +309,13 @@ def _run_job(
     else:
         out.print(
             f"{signal} job {job_id}: {progress.signalled} signalled, "
-            f"{progress.already_closed} already closed, {progress.failed} failed",
+            f"{progress.already_closed} already closed, {progress.failed} failed"
+            + (" (cancelled before the end)" if progress.cancelled else ""),
             highlight=False,
         )
-    if progress.failed:
+        for workflow_id, message in progress.failures.items():
+            err.print(f"  {workflow_id}: {message}", highlight=False)
+    if progress.failed or progress.cancelled:
         raise typer.Exit(1)
 
 
@@ -313,18 +329,17 @@ async def _targets(
 
 
 Rate = Annotated[
-    float, typer.Option(min=0.1, help="At most this many per second (protects the endpoint).")
+    float,
+    typer.Option(min=0.1, max=200, help="At most this many per second (protects the endpoint)."),
 ]
 DryRun = Annotated[bool, typer.Option(help="Only show what would be done.")]
 Job = Annotated[
     bool,
     typer.Option(
-        "--job",
-        help="Run as a durable bulk job in the worker (survives this shell; the console's "
-        "bulk action), and follow its progress.",
+        "--job", hidden=True, help="Accepted for old scripts: bulk runs are always the job."
     ),
 ]
-Detach = Annotated[bool, typer.Option(help="With --job: print the job id and return.")]
+Detach = Annotated[bool, typer.Option(help="Over a filter: print the bulk job's id and return.")]
 By = Annotated[str, typer.Option(help="Who is asking (default: your user name).")]
 
 
@@ -338,12 +353,13 @@ def redeliver(
     until: Until = None,
     rate: Rate = 10.0,
     dry_run: DryRun = False,
-    job: Job = False,
+    job: Job = False,  # always the job now; accepted for old scripts
     detach: Detach = False,
     by: By = "",
     as_json: JsonFlag = False,
 ) -> None:
-    """Redeliver: same delivery id and body bytes, a fresh attempt budget."""
+    """Redeliver: same delivery id and body bytes, a fresh attempt budget. Over a filter,
+    a durable bulk job in the worker (the console's), followed until it ends."""
     _act(
         "redeliver",
         RedeliverRequest(requested_by=by or getpass.getuser()),
@@ -352,7 +368,6 @@ def redeliver(
         per_second=rate,
         dry_run=dry_run,
         as_json=as_json,
-        job=job,
         detach=detach,
     )
 
@@ -368,12 +383,13 @@ def discard(
     note: Annotated[str, typer.Option(help="Why (recorded on the dead letter).")] = "",
     rate: Rate = 50.0,
     dry_run: DryRun = False,
-    job: Job = False,
+    job: Job = False,  # always the job now; accepted for old scripts
     detach: Detach = False,
     by: By = "",
     as_json: JsonFlag = False,
 ) -> None:
-    """Close dead letters as discarded, without delivering them."""
+    """Close dead letters as discarded, without delivering them (over a filter: the bulk
+    job, as for redeliver)."""
     _act(
         "discard",
         DiscardRequest(requested_by=by or getpass.getuser(), reason=note),
@@ -382,6 +398,5 @@ def discard(
         per_second=rate,
         dry_run=dry_run,
         as_json=as_json,
-        job=job,
         detach=detach,
     )

@@ -23,11 +23,17 @@ from webhooks.core.models import ErrorKind, Gate, SendResult
 
 BUCKET_SECONDS = 10
 """Failure-rate window granularity."""
-VIEW_LAG_SECONDS = 2.5
-"""How far behind the circuit a worker's cached view may be when it holds or refuses a
-delivery (it trusts a copy for 2 refresh intervals of 1 s). `wake_deliveries` waits this
-long after a change before waking anyone, and the CLI after `enable`/`reset`, so that the
-change has reached every worker by then."""
+HOLD_SECONDS = 3600.0
+"""A delivery held by an open circuit sleeps this long at most (a safety net): the circuit
+itself wakes one for each probe and all of them when it closes or is disabled."""
+LOCAL_TRUST_SECONDS = 10.0
+"""How long a worker trusts its own local trip over a circuit that still says closed: the
+circuit hears of the failures within a flush interval and publishes its verdict within a
+few seconds; past this the circuit wins (a closed circuit never holds anyone for longer)."""
+HOLD_JITTER_SECONDS = 5.0
+"""A held delivery wakes up to this long after its gate's time, so waiters do not stampede.
+A local trip's hold ends this much before its trust does, so that jittered, it still ends
+within LOCAL_TRUST_SECONDS."""
 
 
 class CircuitPhase(StrEnum):
@@ -52,6 +58,9 @@ class CircuitConfig(BaseModel):
     probe_lease_seconds: float = Field(default=60, gt=0)
     """A granted probe that reports nothing for this long is assumed lost."""
     disable_after_seconds: float = Field(default=5 * 86400, gt=0)
+    settle_seconds: float = Field(default=5, ge=0)
+    """After publishing a close or a disable, the circuit waits this long before waking
+    held deliveries, so every worker's registry cache (2 s TTL) has seen the change."""
     max_history_events: int = Field(default=5_000, ge=100)
     """The circuit workflow continues-as-new past this many history events."""
 
@@ -131,6 +140,11 @@ class CircuitSnapshot(BaseModel):
     disabled_reason: str | None = None
     signals_received: int = 0
     reports_received: int = 0
+    wake_pending: CircuitPhase | None = None
+    """A close or disable whose held deliveries are still to be woken (carried across
+    continue-as-new, so a wake cut short by it runs again in the next run)."""
+    nudged_at: datetime | None = None
+    """When the circuit last woke one held delivery to be the probe."""
 
     def requests_in_window(self) -> int:
         return sum(b.successes + b.failures for b in self.buckets)
@@ -289,6 +303,76 @@ class CircuitInput(BaseModel):
     config: CircuitConfig = CircuitConfig()
     snapshot: CircuitSnapshot | None = None
     """Carried across continue-as-new."""
+    control_task_queue: str | None = None
+    """Where the circuit and its activities run (continue-as-new moves an older circuit
+    there); None: the task queue it was started on."""
+
+
+class PublishedCircuit(BaseModel):
+    """The circuit's verdict as the `EndpointCircuit` workflow writes it to the registry.
+
+    Every worker's gate reads it through the registry cache (the same short TTL as the
+    URL): it is the authoritative phase. `changed_at` (workflow time) orders writes, so
+    a late retry of an older write never overwrites a newer one."""
+
+    endpoint_id: str
+    phase: CircuitPhase
+    next_probe_at: datetime | None = None
+    reason: str | None = None
+    trips: int = 0
+    opened_at: datetime | None = None
+    changed_at: datetime
+
+    @classmethod
+    def of(cls, snapshot: CircuitSnapshot, now: datetime) -> PublishedCircuit:
+        return cls(
+            endpoint_id=snapshot.endpoint_id,
+            phase=snapshot.phase,
+            next_probe_at=snapshot.next_probe_at,
+            reason=snapshot.disabled_reason,
+            trips=snapshot.trips,
+            opened_at=snapshot.opened_at,
+            changed_at=now,
+        )
+
+    def same_verdict(self, other: PublishedCircuit | None) -> bool:
+        """Whether publishing `self` after `other` would change what gates decide."""
+        return other is not None and self.model_dump(exclude={"changed_at"}) == (
+            other.model_dump(exclude={"changed_at"})
+        )
+
+
+def gate_of(
+    published: PublishedCircuit | None,
+    *,
+    local_tripped_at: datetime | None,
+    now: datetime,
+) -> Gate:
+    """What a delivery may do, from the circuit's published verdict and this worker's own
+    recent trip (None: the local copy is closed).
+
+    - disabled: refuse (the delivery dead-letters);
+    - open, cooling down: hold (the circuit wakes it; HOLD_SECONDS is the safety net);
+    - open and due, or half-open: it may take the probe lease (`probe=True`), else hold;
+    - closed or unknown: go, unless this worker tripped after the circuit last spoke and
+      within LOCAL_TRUST_SECONDS: then hold (jitter included) no longer than that, for
+      the circuit's verdict.
+    """
+    hold = now + timedelta(seconds=HOLD_SECONDS)
+    if published is not None and published.phase is CircuitPhase.DISABLED:
+        return Gate(allow=False, disabled=True)
+    if published is not None and published.phase is not CircuitPhase.CLOSED:
+        if published.next_probe_at is not None and now < published.next_probe_at:
+            return Gate(allow=False, retry_at=hold)
+        return Gate(allow=False, probe=True, retry_at=hold)
+    if local_tripped_at is not None and (
+        published is None or published.changed_at < local_tripped_at
+    ):
+        trusted_until = local_tripped_at + timedelta(seconds=LOCAL_TRUST_SECONDS)
+        if now < trusted_until:
+            jittered = trusted_until - timedelta(seconds=HOLD_JITTER_SECONDS)
+            return Gate(allow=False, retry_at=max(now, jittered))
+    return Gate(allow=True)
 
 
 class OperatorRequest(BaseModel):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 
 
 def delivery_id(endpoint_id: str, event_id: str) -> str:
@@ -24,3 +25,21 @@ def dead_letter_id(delivery_id: str, generation: int) -> str:
 def circuit_id(endpoint_id: str) -> str:
     """The `EndpointCircuit` workflow of an endpoint."""
     return f"circuit-{endpoint_id}"
+
+
+def content_digest(body: str) -> str:
+    """What makes a republish "the same event": SHA-256 of the body without its
+    `timestamp` (a publisher retrying a call may stamp it anew), in canonical JSON.
+
+    Compared when an event id is published to an endpoint again: same digest, the existing
+    delivery stands; another digest is a conflict. A body that is not a JSON object (from a
+    non-Python publisher) is digested as it is.
+    """
+    try:
+        payload = json.loads(body)
+    except ValueError:
+        payload = None
+    if isinstance(payload, dict):
+        payload.pop("timestamp", None)
+        body = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return "sha256:" + hashlib.sha256(body.encode()).hexdigest()

@@ -111,8 +111,15 @@ GAUGES_REFRESHED = Metric(
 REGISTRY_CACHE = Metric(
     "webhooks_registry_cache_lookups_total",
     Kind.COUNTER,
-    "Endpoint registry lookups by the worker, by cache result (hit or miss)",
-    ("result",),
+    "Registry lookups by the worker (endpoint, legacy secret ref, circuit verdict), by cache"
+    " result (hit or miss)",
+    ("kind", "result"),
+)
+CIRCUIT_IO_FAILURES = Metric(
+    "webhooks_circuit_io_failures",
+    Kind.COUNTER,
+    "Failed attempts of the circuit's own I/O (publish, wake, nudge, load), each retried",
+    ("activity",),
 )
 
 ALL: tuple[Metric, ...] = (
@@ -128,6 +135,7 @@ ALL: tuple[Metric, ...] = (
     CIRCUITS,
     GAUGES_REFRESHED,
     REGISTRY_CACHE,
+    CIRCUIT_IO_FAILURES,
 )
 
 BUCKETS: dict[str, list[float]] = {m.name: list(m.buckets) for m in ALL if m.buckets}

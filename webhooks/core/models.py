@@ -3,20 +3,40 @@
 Non-Python services start `WebhookDelivery` with the JSON of `DeliveryRequest`
 (`docs/contract.md` ships its schema), so durations are plain seconds and the body is the
 exact JSON text that every attempt sends and signs.
+
+Schema skew: decoded from JSON (everything that crosses Temporal), a model ignores fields
+it does not know, so a publisher or worker upgraded first does not break the other (the
+workflow logs what it ignored). Built in Python (`RetrySchedule(...)`, `model_validate` of
+a dict, the HTTP API's bodies) an unknown field is still an error: a typo is caught at
+the edge instead of silently dropped.
+
+Defaults are part of the replay contract: an input that omits a field gets the default
+every time its history replays. Never change one in place; see `DEFAULT_CHANGES`.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Any
 
 import httpx
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    model_validator,
+)
 
 MAX_BODY_BYTES = 256 * 1024
 """Temporal warns on payloads above 256 KB; a webhook body should be far smaller anyway."""
+MAX_RAW_INPUT_BYTES = MAX_BODY_BYTES + 64 * 1024
+"""How much of an unusable input its dead letter keeps (a body plus the other fields)."""
 
 _HEADER_SAFE = re.compile(r"^[\x21-\x7e]{1,200}$")
 
@@ -49,7 +69,17 @@ HttpUrl = Annotated[str, AfterValidator(_http_url)]
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known_fields_only_from_python(cls, data: Any, info: ValidationInfo) -> Any:
+        # From JSON (Temporal payloads) unknown fields are ignored; from Python, refused.
+        if info.mode == "python" and isinstance(data, dict):
+            unknown = sorted(set(data) - set(cls.model_fields))
+            if unknown:
+                raise ValueError(f"unknown field(s): {', '.join(map(str, unknown))}")
+        return data
 
 
 class RetrySchedule(_Model):
@@ -92,6 +122,17 @@ class RetrySchedule(_Model):
         return len(self.schedule_seconds) if self.schedule_seconds else 10
 
 
+class AttemptsSummary(_Model):
+    """Attempts of earlier runs no longer carried one by one (a redelivery keeps only the
+    newest `MAX_CARRIED_ATTEMPTS`, so redeliveries cannot outgrow Temporal's payload limit)."""
+
+    count: int = Field(ge=0)
+    first_started_at: datetime | None = None
+    last_started_at: datetime | None = None
+    delivered: int = 0
+    """Of them, how many got a 2xx (none, normally: a delivered run is not redelivered)."""
+
+
 class DeliveryOptions(_Model):
     retry: RetrySchedule = RetrySchedule()
     dead_letter_on_4xx: bool = False
@@ -122,7 +163,9 @@ class DeliveryRequest(_Model):
     generation: int = Field(default=0, ge=0)
     """0 for the first run; n for the n-th redelivery from the dead-letter queue."""
     prior_attempts: list[Attempt] = []
-    """Attempts of earlier runs (redeliveries carry them so the history stays whole)."""
+    """Attempts of earlier runs (redeliveries carry the newest of them)."""
+    earlier_attempts: AttemptsSummary | None = None
+    """A count of the earlier runs' attempts that `prior_attempts` no longer lists."""
 
     @model_validator(mode="before")
     @classmethod
@@ -245,6 +288,9 @@ class DeadLetterReason(StrEnum):
     ENDPOINT_DISABLED = "endpoint_disabled"
     ENDPOINT_DELETED = "endpoint_deleted"
     INTERNAL_ERROR = "internal_error"
+    INVALID_INPUT = "invalid_input"
+    """The workflow could not use its input (malformed, beyond the bounds, or a delivery id
+    not derived from endpoint and event id); the dead letter holds the raw input."""
 
 
 class DeliveryStatus(_Model):
@@ -284,9 +330,100 @@ class DeadLetterEntry(_Model):
     retention_seconds: float = Field(default=30 * 86400, gt=0)
     """Unattended dead letters close as `expired` after this; namespace retention then
     removes them and their payload."""
+    raw_input: str | None = None
+    """With reason `invalid_input`: the workflow's input as it arrived (JSON text, cut at
+    `MAX_RAW_INPUT_BYTES`); `request` then holds only what could be read from it."""
 
 
 DeliveryRequest.model_rebuild()
+
+
+def salvaged_request(raw: object, delivery_id: str, published_at: datetime) -> DeliveryRequest:
+    """A request standing for an input that could not be used: whatever valid identity it
+    carries (endpoint, event, account), so its dead letter is found where operators look;
+    `unknown` for the rest. The raw input goes into the dead letter beside it."""
+    fields = raw if isinstance(raw, dict) else {}
+
+    def ident(name: str, fallback: str | None = "unknown") -> str | None:
+        value = fields.get(name)
+        if isinstance(value, str) and _HEADER_SAFE.fullmatch(value):
+            return value
+        return fallback
+
+    return DeliveryRequest(
+        delivery_id=delivery_id if _HEADER_SAFE.fullmatch(delivery_id) else "unknown",
+        endpoint_id=ident("endpoint_id") or "unknown",
+        account_id=ident("account_id", None),
+        event_id=ident("event_id") or "unknown",
+        event_type=ident("event_type") or "unknown",
+        body="",
+        published_at=published_at,
+    )
+
+
+def unknown_fields(data: object, model: type[BaseModel] = DeliveryRequest) -> list[str]:
+    """Dotted paths of the fields in `data` (decoded JSON) that `model` does not know and
+    so ignores: `options.retry.jitter_mode`. Logged by the workflow, never an error."""
+    if not isinstance(data, dict):
+        return []
+    found: list[str] = []
+    for key, value in data.items():
+        field = model.model_fields.get(str(key))
+        if field is None:
+            found.append(str(key))
+            continue
+        nested = _nested_model(field.annotation)
+        if nested is not None:
+            found += [f"{key}.{path}" for path in unknown_fields(value, nested)]
+    return found
+
+
+def _nested_model(annotation: Any) -> type[BaseModel] | None:
+    candidates = getattr(annotation, "__args__", None) or (annotation,)
+    for candidate in candidates:
+        if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+            return candidate
+    return None
+
+
+@dataclass(frozen=True)
+class DefaultChange:
+    """A changed default of a `DeliveryOptions` field, applied only to inputs that omit it
+    and only in runs that took the `patch` (`workflow.patched`), so deliveries in flight
+    keep replaying with the default they started with. The field's own default stays the
+    old value forever. How to add one: DEVELOPING.md, "Changing a default safely"."""
+
+    patch: str
+    path: tuple[str, ...]
+    """e.g. ("retry", "jitter"): the field under `DeliveryRequest.options`."""
+    value: Any
+
+
+DEFAULT_CHANGES: tuple[DefaultChange, ...] = ()
+"""Every default changed since the wire format was published, oldest first."""
+
+
+def resolve_defaults(
+    request: DeliveryRequest,
+    patched: Callable[[str], bool],
+    changes: tuple[DefaultChange, ...] = DEFAULT_CHANGES,
+) -> DeliveryRequest:
+    """The request with today's defaults for the option fields it omits, decided once:
+    the publisher calls it with `lambda _: True` and writes every field explicitly; the
+    workflow calls it at start with `workflow.patched` (asked only for fields actually
+    omitted, so inputs that name every field record no marker)."""
+    for change in changes:
+        *parents, name = change.path
+        chain: list[BaseModel] = [request.options]
+        for parent in parents:
+            chain.append(getattr(chain[-1], parent))
+        if name in chain[-1].model_fields_set or not patched(change.patch):
+            continue
+        value: Any = change.value
+        for holder, key in zip(reversed(chain), reversed(change.path), strict=True):
+            value = holder.model_copy(update={key: value})
+        request = request.model_copy(update={"options": value})
+    return request
 
 
 class DeadLetterState(StrEnum):

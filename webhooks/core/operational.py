@@ -17,10 +17,11 @@ from datetime import datetime
 from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
+from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
 from webhooks.core.circuit import CircuitPhase, CircuitSnapshot
-from webhooks.core.events import EventData, Timestamp, register_event
-from webhooks.core.models import DeadLetterReason
+from webhooks.core.events import EVENT_TYPES, EventData, Timestamp, register_event
+from webhooks.core.models import DeadLetterReason, HeaderSafe
 
 OperationalType = Literal[
     "endpoint.disabled",
@@ -45,7 +46,9 @@ PATCH = "operational-events"
 
 Ref = Annotated[str, Field(min_length=1, max_length=255, pattern=r"^[\x21-\x7e]+$")]
 """An id as the product or a publisher made it (printable ASCII, no spaces)."""
-EventType = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,128}$")]
+EventType = HeaderSafe
+"""As the delivery request's: any event type a delivery may carry can be reported (a
+stricter rule here would fail the dead letter that reports it)."""
 Reason = Annotated[str, Field(max_length=200)]
 
 
@@ -187,3 +190,32 @@ def circuit_event(
             CIRCUIT_CLOSED, event_id, CircuitClosed(endpoint_id=s.endpoint_id, closed_at=now)
         )
     return None
+
+
+def json_schema() -> dict[str, Any]:
+    """The JSON Schema of an operational event as the operations endpoint receives it (the
+    Standard Webhooks payload: `id`, `type`, `timestamp`, `data`), one branch per type;
+    committed as docs/schema/operational-events.json."""
+    mode: JsonSchemaMode = "validation"
+    models: list[tuple[type[BaseModel], JsonSchemaMode]] = [(EVENT_TYPES[t], mode) for t in TYPES]
+    refs, top = models_json_schema(models, ref_template="#/$defs/{model}")
+    branches = [
+        {
+            "type": "object",
+            "properties": {
+                "id": {"type": "string", "description": "The event id (dedupe on webhook-id)."},
+                "type": {"const": t},
+                "timestamp": {"type": "string", "format": "date-time"},
+                "data": refs[(EVENT_TYPES[t], mode)],
+            },
+            "required": ["id", "type", "timestamp", "data"],
+            "additionalProperties": False,
+        }
+        for t in TYPES
+    ]
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": "StreamPay webhooks operational event",
+        "oneOf": branches,
+        "$defs": top["$defs"],
+    }

@@ -11,14 +11,120 @@ import random
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from webhooks.core.ids import delivery_id as derived_delivery_id
 from webhooks.core.models import (
+    Attempt,
+    AttemptsSummary,
     DeadLetterReason,
     DeliveryOptions,
+    DeliveryRequest,
     ErrorKind,
     Outcome,
     RetrySchedule,
     SendResult,
 )
+
+MAX_ATTEMPTS = 100
+"""Attempts per run; also the longest `schedule_seconds`."""
+MIN_RETRY_WAIT_SECONDS = 0.1
+"""The shortest wait between two attempts (only the first attempt may be immediate)."""
+MAX_AGE_SECONDS = 7 * 86400
+"""The longest `max_age_seconds`, and so the longest wait: a run's timers and circuit
+holds stay well below Temporal's 10,240-event history warning."""
+MAX_RETENTION_SECONDS = 180 * 86400
+"""The longest a dead letter waits for an operator."""
+MAX_CARRIED_ATTEMPTS = 50
+"""Attempts of earlier runs a redelivery carries one by one; older ones are counted."""
+MAX_EXCERPT_BYTES = 2048
+"""A response excerpt kept in the attempt table (UTF-8), whatever the worker read."""
+MAX_ERROR_CHARS = 500
+"""An attempt's error text kept in the attempt table."""
+MAX_HTTP_TIMEOUT_SECONDS = 120.0
+"""The longest total HTTP timeout a worker may be configured with (`Settings`)."""
+SEND_MARGIN_SECONDS = 30.0
+"""Registry lookup, DNS and connect on top of the HTTP timeout, within one attempt."""
+
+
+def input_problems(request: DeliveryRequest, workflow_id: str | None = None) -> list[str]:
+    """Why a delivery input is beyond the bounds that keep every delivery inside Temporal's
+    limits, or not a delivery at all; empty when it is fine. The publisher refuses such an
+    input; the workflow dead-letters it (`invalid_input`)."""
+    problems: list[str] = []
+    expected = derived_delivery_id(request.endpoint_id, request.event_id)
+    if request.delivery_id != expected:
+        problems.append(
+            f"delivery_id {request.delivery_id!r} is not derived from endpoint_id and "
+            f"event_id (expected {expected!r}; docs/contract.md#ids)"
+        )
+    if workflow_id is not None and workflow_id != request.delivery_id:
+        problems.append(f"workflow id {workflow_id!r} is not the delivery_id")
+    options = request.options
+    problems += schedule_problems(options.retry)
+    if options.dead_letter_retention_seconds > MAX_RETENTION_SECONDS:
+        problems.append(
+            f"dead_letter_retention_seconds is above the maximum of {MAX_RETENTION_SECONDS:g}"
+        )
+    if len(request.prior_attempts) > MAX_CARRIED_ATTEMPTS:
+        problems.append(f"prior_attempts holds more than {MAX_CARRIED_ATTEMPTS} attempts")
+    return problems
+
+
+def schedule_problems(schedule: RetrySchedule) -> list[str]:
+    """`input_problems` of a retry schedule alone (also checked on redelivery)."""
+    problems: list[str] = []
+    waits = schedule.schedule_seconds
+    if waits is not None:
+        if len(waits) > MAX_ATTEMPTS:
+            problems.append(f"schedule_seconds has {len(waits)} entries; at most {MAX_ATTEMPTS}")
+        if any(w < MIN_RETRY_WAIT_SECONDS for w in waits[1:]):
+            problems.append(
+                f"schedule_seconds waits less than {MIN_RETRY_WAIT_SECONDS:g} s between "
+                "attempts (only the first entry may be 0)"
+            )
+        if any(w > MAX_AGE_SECONDS for w in waits):
+            problems.append(f"schedule_seconds waits longer than {MAX_AGE_SECONDS:g} s")
+    elif schedule.initial_interval_seconds < MIN_RETRY_WAIT_SECONDS:
+        problems.append(f"initial_interval_seconds is below {MIN_RETRY_WAIT_SECONDS:g}")
+    if schedule.max_attempts is not None and schedule.max_attempts > MAX_ATTEMPTS:
+        problems.append(f"max_attempts is above {MAX_ATTEMPTS}")
+    for name in ("max_age_seconds", "max_interval_seconds", "retry_after_cap_seconds"):
+        if getattr(schedule, name) > MAX_AGE_SECONDS:
+            problems.append(f"{name} is above the maximum of {MAX_AGE_SECONDS:g}")
+    if schedule.throttled_min_seconds > MAX_AGE_SECONDS:
+        problems.append(f"throttled_min_seconds is above the maximum of {MAX_AGE_SECONDS:g}")
+    return problems
+
+
+def kept_attempt(attempt: Attempt) -> Attempt:
+    """The attempt as the table keeps it: excerpt and error cut to their caps."""
+    excerpt, error = attempt.response_excerpt, attempt.error
+    if excerpt is not None and len(excerpt.encode()) > MAX_EXCERPT_BYTES:
+        excerpt = excerpt.encode()[:MAX_EXCERPT_BYTES].decode(errors="ignore")
+    if error is not None and len(error) > MAX_ERROR_CHARS:
+        error = error[:MAX_ERROR_CHARS]
+    if excerpt is attempt.response_excerpt and error is attempt.error:
+        return attempt
+    return attempt.model_copy(update={"response_excerpt": excerpt, "error": error})
+
+
+def carried_attempts(
+    attempts: list[Attempt], earlier: AttemptsSummary | None
+) -> tuple[list[Attempt], AttemptsSummary | None]:
+    """What a redelivery carries of its runs' attempts: the newest `MAX_CARRIED_ATTEMPTS`
+    one by one, the rest added to the summary of those dropped before."""
+    if len(attempts) <= MAX_CARRIED_ATTEMPTS:
+        return attempts, earlier
+    dropped, kept = attempts[:-MAX_CARRIED_ATTEMPTS], attempts[-MAX_CARRIED_ATTEMPTS:]
+    starts = [a.started_at for a in dropped]
+    summary = AttemptsSummary(
+        count=len(dropped) + (earlier.count if earlier else 0),
+        first_started_at=(earlier.first_started_at if earlier else None) or min(starts),
+        last_started_at=max(starts),
+        delivered=sum(a.outcome is Outcome.DELIVERED for a in dropped)
+        + (earlier.delivered if earlier else 0),
+    )
+    return kept, summary
+
 
 RETRYABLE_4XX = frozenset({408, 425, 429})
 """Client errors that mean "not now" rather than "never"."""

@@ -65,9 +65,13 @@ def retry_summary(next_number: int, at: datetime, now: datetime, after: SendResu
     return text
 
 
+HELD_PREFIX = "circuit open: "
+"""How a held delivery's timer summary begins: `bench.waits` finds the holds by it."""
+
+
 def held_summary(next_number: int, at: datetime, now: datetime) -> str:
     """The timer of a delivery its endpoint's open circuit holds back."""
-    return f"circuit open: attempt {next_number} at {when_text(at, now)}"
+    return f"{HELD_PREFIX}attempt {next_number} at {when_text(at, now)}"
 
 
 def current_details(

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -43,6 +45,27 @@ async def job_progress(client: Client, job_id: str) -> BulkProgress:
     await ensure_type(handle, BULK_WORKFLOW, "bulk job")
     progress: BulkProgress = await handle.query("progress", result_type=BulkProgress)
     return progress
+
+
+async def follow_job(
+    client: Client,
+    job_id: str,
+    on_progress: Callable[[BulkProgress], None] = lambda _: None,
+    *,
+    every: float = 1.0,
+) -> BulkProgress:
+    """Wait for the job's end, reporting its progress about every `every` seconds; returns
+    its final progress (`cancelled` if someone stopped it)."""
+    result = asyncio.ensure_future(
+        client.get_workflow_handle(job_id, result_type=BulkProgress).result()
+    )
+    while not result.done():
+        await asyncio.wait({result}, timeout=every)
+        if not result.done():
+            on_progress(await job_progress(client, job_id))
+    final: BulkProgress = result.result()
+    on_progress(final)
+    return final
 
 
 async def list_jobs(client: Client, limit: int = 50) -> list[JobRow]:

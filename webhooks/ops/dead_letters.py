@@ -1,4 +1,5 @@
-"""Dead-letter queue operations on Temporal's own visibility: find, count, and act in bulk.
+"""Dead-letter queue operations on Temporal's own visibility: find, count, act on one (bulk
+actions are the `BulkDeadLetterAction` job, `webhooks.ops.bulk`).
 
 The queue is not a separate store: every open dead letter is a running `DeadLetter`
 workflow with `WebhookStatus='dead_lettered'`, so these are visibility queries and signals,
@@ -7,11 +8,8 @@ and operators with only Temporal's tools can do the same (`docs/operations.md`).
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections import Counter
-from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from temporalio.client import Client, RPCError, WorkflowExecution
@@ -27,6 +25,7 @@ from webhooks.core.models import (
     RedeliverRequest,
 )
 from webhooks.core.names import DEAD_LETTER_WORKFLOW
+from webhooks.core.policy import schedule_problems
 from webhooks.ops.errors import ConflictError, ensure_type
 from webhooks.ops.paging import Page, fetch_page
 
@@ -69,50 +68,6 @@ async def count_open_by_reason(
     return counts
 
 
-@dataclass
-class BulkSummary:
-    signalled: list[str] = field(default_factory=list)
-    already_closed: list[str] = field(default_factory=list)
-    failed: dict[str, str] = field(default_factory=dict)
-
-
-async def signal_each(
-    client: Client,
-    ids: list[str],
-    signal: str,
-    arg: object,
-    *,
-    per_second: float,
-    on_done: Callable[[str], None] = lambda _: None,
-) -> BulkSummary:
-    """Signal every dead letter at most `per_second` times a second.
-
-    The rate limit protects the endpoint: a redelivery's first attempt follows its signal
-    at once. Each signal waits `1 / per_second` after the previous one went out, so a slow
-    call delays the rest instead of being made up for by a burst. Interrupting and
-    re-running is safe: closed dead letters are not listed again, and a dead letter ignores
-    a second action.
-    """
-    summary = BulkSummary()
-    previous: float | None = None
-    for workflow_id in ids:
-        if previous is not None:
-            delay = previous + 1 / per_second - time.monotonic()
-            if delay > 0:
-                await asyncio.sleep(delay)
-        previous = time.monotonic()
-        try:
-            await client.get_workflow_handle(workflow_id).signal(signal, arg)
-            summary.signalled.append(workflow_id)
-        except RPCError as err:
-            if err.status == RPCStatusCode.NOT_FOUND:
-                summary.already_closed.append(workflow_id)
-            else:
-                summary.failed[workflow_id] = err.message
-        on_done(workflow_id)
-    return summary
-
-
 def _row(wf: WorkflowExecution) -> DeadLetterRow:
     attrs = wf.typed_search_attributes
     return DeadLetterRow(
@@ -142,10 +97,20 @@ async def get_dead_letter(client: Client, dead_letter_id: str) -> DeadLetterView
 async def act_on(
     client: Client, dead_letter_id: str, request: RedeliverRequest | DiscardRequest
 ) -> DeadLetterView:
-    """Redeliver or discard one dead letter; `ConflictError` if it is no longer open."""
+    """Redeliver or discard one dead letter; `ConflictError` if it is no longer open or
+    is an invalid input (nothing to redeliver), ValueError if the new schedule is beyond
+    the bounds a delivery must keep (`webhooks.core.policy.schedule_problems`)."""
     view = await get_dead_letter(client, dead_letter_id)
     if view.state is not DeadLetterState.OPEN:
         raise ConflictError(f"dead letter {dead_letter_id!r} is already {view.state.value}")
+    if isinstance(request, RedeliverRequest):
+        if view.entry.reason is DeadLetterReason.INVALID_INPUT:
+            raise ConflictError(
+                f"dead letter {dead_letter_id!r} holds an input that is not a delivery: "
+                "publish the event again correctly, then discard this one"
+            )
+        if request.retry is not None and (problems := schedule_problems(request.retry)):
+            raise ValueError("redelivery refused: " + "; ".join(problems))
     signal = "redeliver" if isinstance(request, RedeliverRequest) else "discard"
     try:
         await client.get_workflow_handle(dead_letter_id).signal(signal, request)

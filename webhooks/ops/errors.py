@@ -20,6 +20,15 @@ class ConflictError(OperationError):
     """The thing exists but is not in a state that allows the action."""
 
 
+class InvalidInputError(OperationError):
+    """The request itself is wrong (it would fail the same way however often it is sent).
+    `errors` say where, as pydantic does: `{"loc": [...], "msg": ..., "type": ...}`."""
+
+    def __init__(self, message: str, errors: list[dict[str, Any]]) -> None:
+        super().__init__(message)
+        self.errors = errors
+
+
 async def ensure_type(handle: WorkflowHandle[Any, Any], workflow_type: str, what: str) -> None:
     """`NotFoundError` unless the workflow exists and is of this type (ids are user input)."""
     try:

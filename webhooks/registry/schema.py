@@ -101,3 +101,20 @@ audit_log = Table(
 )
 """Who changed what and when: the registry writes a row per change, in the same
 transaction; the console records its own actions with `EndpointRegistry.record_audit`."""
+
+circuit_states = Table(
+    "circuit_states",
+    metadata,
+    # No foreign key: deliveries started before the registry name endpoints it never held.
+    Column("endpoint_id", String(200), primary_key=True),
+    Column("phase", String(16), nullable=False),
+    Column("next_probe_at", UtcDateTime),
+    Column("probe_lease_until", UtcDateTime),
+    Column("reason", Text),
+    Column("trips", Integer, nullable=False),
+    Column("opened_at", UtcDateTime),
+    Column("changed_at", UtcDateTime, nullable=False),
+)
+"""Each endpoint circuit's verdict, written by its `EndpointCircuit` workflow (newest
+`changed_at` wins) and read by every worker's gate; `probe_lease_until` is the one probe
+of a due circuit, taken by one worker with a conditional UPDATE."""

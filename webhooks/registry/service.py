@@ -21,6 +21,7 @@ from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from webhooks.config import Settings
+from webhooks.core.circuit import PublishedCircuit
 from webhooks.core.destinations import DestinationPolicy
 from webhooks.core.signing import SECRET_PREFIX, secret_key
 from webhooks.registry.crypto import SecretKeyRing
@@ -147,6 +148,27 @@ class EndpointRegistry:
         async with self.store.begin() as conn:
             row = await self.store.endpoint_by_legacy_ref(conn, ref)
             return None if row is None else await self._resolved(conn, row)
+
+    async def circuit(self, endpoint_id: str) -> PublishedCircuit | None:
+        """The endpoint circuit's published verdict; None: it never tripped."""
+        async with self.store.begin() as conn:
+            row = await self.store.circuit_state(conn, endpoint_id)
+        if row is None:
+            return None
+        return PublishedCircuit.model_validate(row._asdict())
+
+    async def publish_circuit(self, verdict: PublishedCircuit) -> bool:
+        """Store the circuit's verdict; False if a newer one is stored already."""
+        async with self.store.begin() as conn:
+            return await self.store.put_circuit_state(conn, verdict.model_dump(mode="python"))
+
+    async def take_probe(self, endpoint_id: str, lease_seconds: float) -> bool:
+        """The probe of a due circuit for the caller, if no other worker holds it."""
+        now = self._clock()
+        async with self.store.begin() as conn:
+            return await self.store.take_probe_lease(
+                conn, endpoint_id, now, now + timedelta(seconds=lease_seconds)
+            )
 
     async def audit(self, *, target: str | None = None, limit: int = 100) -> list[AuditEntry]:
         """The newest audit rows first, optionally for one target (an endpoint id)."""

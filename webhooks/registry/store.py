@@ -12,13 +12,14 @@ from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, delete, event, insert, select, update
+from sqlalchemy import Row, case, delete, event, insert, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from webhooks.registry.errors import RegistryUnavailableError
-from webhooks.registry.schema import audit_log, endpoint_secrets, endpoints
+from webhooks.registry.schema import audit_log, circuit_states, endpoint_secrets, endpoints
 
 DRIVERS = {"sqlite": "sqlite+aiosqlite", "postgresql": "postgresql+asyncpg"}
 
@@ -186,3 +187,46 @@ class RegistryStore:
         if target is not None:
             query = query.where(audit_log.c.target == target)
         return (await conn.execute(query)).all()
+
+    async def circuit_state(self, conn: AsyncConnection, endpoint_id: str) -> Row[Any] | None:
+        query = select(circuit_states).where(circuit_states.c.endpoint_id == endpoint_id)
+        return (await conn.execute(query)).first()
+
+    async def put_circuit_state(self, conn: AsyncConnection, row: dict[str, Any]) -> bool:
+        """Insert or replace a circuit's verdict unless a newer one is stored. A new phase
+        other than half-open ends any probe lease; half-open keeps the one taken."""
+        dialect = sqlite if conn.dialect.name == "sqlite" else postgresql
+        statement = dialect.insert(circuit_states).values(**row, probe_lease_until=None)
+        new = statement.excluded
+        lease = circuit_states.c.probe_lease_until
+        keep_lease = new.phase == "half_open"
+        values = {
+            column: getattr(new, column)
+            for column in ("phase", "next_probe_at", "reason", "trips", "opened_at", "changed_at")
+        }
+        values["probe_lease_until"] = case((keep_lease, lease), else_=None)
+        result = await conn.execute(
+            statement.on_conflict_do_update(
+                index_elements=[circuit_states.c.endpoint_id],
+                set_=values,
+                where=circuit_states.c.changed_at < new.changed_at,
+            )
+        )
+        return bool(result.rowcount)
+
+    async def take_probe_lease(
+        self, conn: AsyncConnection, endpoint_id: str, now: datetime, until: datetime
+    ) -> bool:
+        """Give this caller the probe of a due circuit if nobody holds it: one winner."""
+        c = circuit_states.c
+        result = await conn.execute(
+            update(circuit_states)
+            .where(
+                c.endpoint_id == endpoint_id,
+                c.phase.in_(("open", "half_open")),
+                or_(c.next_probe_at.is_(None), c.next_probe_at <= now),
+                or_(c.probe_lease_until.is_(None), c.probe_lease_until <= now),
+            )
+            .values(probe_lease_until=until)
+        )
+        return result.rowcount == 1

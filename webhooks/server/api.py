@@ -3,7 +3,8 @@ bulk jobs (JSON, bearer tokens with the console's roles, cursor pagination).
 
 Errors are JSON `{"detail": ...}`: 400 bad cursor or query, 401 no or unknown token, 403 role
 too low (or a browser session without its CSRF token), 404 no such thing, 409 not in a state
-that allows it, 422 invalid fields.
+that allows it, 422 invalid fields, 503 Temporal or the registry unreachable (or no worker
+running to answer a query).
 """
 
 from __future__ import annotations
@@ -36,11 +37,13 @@ class Error(BaseModel):
     detail: str
 
 
-def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
-    return {code: {"model": Error} for code in (400, 401, 403, *codes)}
+def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """The error answers a route documents: 400, 401, 403 and 503 (Temporal or the
+    registry unreachable, or no worker to answer a query) on every route, plus `codes`."""
+    return {code: {"model": Error} for code in (400, 401, 403, 503, *codes)}
 
 
-router = APIRouter(prefix="/api/v1", responses=_errors())
+router = APIRouter(prefix="/api/v1", responses=errors())
 Viewer = Annotated[Principal, Depends(api_role(Role.VIEWER))]
 Operator = Annotated[Principal, Depends(api_role(Role.OPERATOR))]
 Ctx = Annotated[ConsoleContext, Depends(context)]
@@ -179,7 +182,7 @@ async def list_deliveries(
     return DeliveryList(items=items, next_cursor=page.next_cursor)
 
 
-@router.get("/deliveries/{delivery_id}", response_model=DeliveryOut, responses=_errors(404))
+@router.get("/deliveries/{delivery_id}", response_model=DeliveryOut, responses=errors(404))
 async def get_delivery(delivery_id: str, who: Viewer, ctx: Ctx) -> DeliveryOut:
     detail = await deliveries.get_delivery(ctx.temporal, delivery_id)
     request = detail.request
@@ -203,7 +206,7 @@ async def get_delivery(delivery_id: str, who: Viewer, ctx: Ctx) -> DeliveryOut:
     "/deliveries/{delivery_id}/retry",
     status_code=202,
     response_model=Accepted,
-    responses=_errors(404, 409),
+    responses=errors(404, 409),
 )
 async def retry_delivery(delivery_id: str, who: Operator, ctx: Ctx) -> Accepted:
     await deliveries.retry_now(ctx.temporal, delivery_id)
@@ -237,7 +240,7 @@ async def list_dead_letters(
     return DeadLetterList(items=items, next_cursor=page.next_cursor)
 
 
-@router.get("/dead-letters/{dead_letter_id}", response_model=DeadLetterOut, responses=_errors(404))
+@router.get("/dead-letters/{dead_letter_id}", response_model=DeadLetterOut, responses=errors(404))
 async def get_dead_letter(dead_letter_id: str, who: Viewer, ctx: Ctx) -> DeadLetterOut:
     view = await dead_letters.get_dead_letter(ctx.temporal, dead_letter_id)
     entry, request = view.entry, view.entry.request
@@ -265,7 +268,7 @@ async def get_dead_letter(dead_letter_id: str, who: Viewer, ctx: Ctx) -> DeadLet
     "/dead-letters/{dead_letter_id}/redeliver",
     status_code=202,
     response_model=Accepted,
-    responses=_errors(404, 409),
+    responses=errors(404, 409),
 )
 async def redeliver(dead_letter_id: str, who: Operator, ctx: Ctx) -> Accepted:
     await dead_letters.act_on(ctx.temporal, dead_letter_id, RedeliverRequest(requested_by=who.name))
@@ -277,7 +280,7 @@ async def redeliver(dead_letter_id: str, who: Operator, ctx: Ctx) -> Accepted:
     "/dead-letters/{dead_letter_id}/discard",
     status_code=202,
     response_model=Accepted,
-    responses=_errors(404, 409),
+    responses=errors(404, 409),
 )
 async def discard(dead_letter_id: str, body: DiscardIn, who: Operator, ctx: Ctx) -> Accepted:
     await dead_letters.act_on(
@@ -306,13 +309,13 @@ async def bulk_action(body: BulkIn, who: Operator, ctx: Ctx) -> JobOut:
     return JobOut(job_id=job_id, progress=BulkProgress())
 
 
-@router.get("/jobs/{job_id}", response_model=JobOut, responses=_errors(404))
+@router.get("/jobs/{job_id}", response_model=JobOut, responses=errors(404))
 async def get_job(job_id: str, who: Viewer, ctx: Ctx) -> JobOut:
     return JobOut(job_id=job_id, progress=await bulk.job_progress(ctx.temporal, job_id))
 
 
 @router.post(
-    "/jobs/{job_id}/cancel", status_code=202, response_model=Accepted, responses=_errors(404, 409)
+    "/jobs/{job_id}/cancel", status_code=202, response_model=Accepted, responses=errors(404, 409)
 )
 async def cancel_job(job_id: str, who: Operator, ctx: Ctx) -> Accepted:
     await bulk.cancel_job(ctx.temporal, job_id)

@@ -6,7 +6,7 @@ concurrent edit a 409, never a lost write. A new or rotated secret is in that on
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Response
 from pydantic import BaseModel, Field, SecretStr
@@ -20,17 +20,12 @@ from webhooks.registry.models import (
     EndpointState,
     NewEndpoint,
 )
-from webhooks.server.api import Error
+from webhooks.server.api import errors
 from webhooks.server.auth import Principal
 from webhooks.server.context import ConsoleContext, context
 from webhooks.server.deps import api_role
 
-
-def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
-    return {code: {"model": Error} for code in (400, 401, 403, *codes)}
-
-
-router = APIRouter(prefix="/api/v1", responses=_errors(503))
+router = APIRouter(prefix="/api/v1", responses=errors())
 Viewer = Annotated[Principal, Depends(api_role(Role.VIEWER))]
 Operator = Annotated[Principal, Depends(api_role(Role.OPERATOR))]
 Admin = Annotated[Principal, Depends(api_role(Role.ADMIN))]
@@ -88,18 +83,18 @@ async def list_endpoints(
     return EndpointList(items=found, next_cursor=found[-1].id if len(found) == limit else None)
 
 
-@router.post("/endpoints", status_code=201, response_model=WithSecret, responses=_errors(409))
+@router.post("/endpoints", status_code=201, response_model=WithSecret, responses=errors(409))
 async def create_endpoint(body: NewEndpoint, who: Admin, ctx: Ctx) -> WithSecret:
     created = await ctx.registry.create(body, actor=who.name)
     return WithSecret(endpoint=created.endpoint, secret=_shown(created.secret))
 
 
-@router.get("/endpoints/{endpoint_id}", response_model=Endpoint, responses=_errors(404))
+@router.get("/endpoints/{endpoint_id}", response_model=Endpoint, responses=errors(404))
 async def get_endpoint(endpoint_id: str, who: Viewer, ctx: Ctx) -> Endpoint:
     return await ctx.registry.get(endpoint_id)
 
 
-@router.patch("/endpoints/{endpoint_id}", response_model=Endpoint, responses=_errors(404, 409))
+@router.patch("/endpoints/{endpoint_id}", response_model=Endpoint, responses=errors(404, 409))
 async def update_endpoint(endpoint_id: str, body: EndpointUpdate, who: Admin, ctx: Ctx) -> Endpoint:
     given = body.model_fields_set - {"version"}
     changes = EndpointChanges(**{name: getattr(body, name) for name in given})
@@ -109,7 +104,7 @@ async def update_endpoint(endpoint_id: str, body: EndpointUpdate, who: Admin, ct
 
 
 @router.post(
-    "/endpoints/{endpoint_id}/disable", response_model=Endpoint, responses=_errors(404, 409)
+    "/endpoints/{endpoint_id}/disable", response_model=Endpoint, responses=errors(404, 409)
 )
 async def disable_endpoint(endpoint_id: str, body: DisableIn, who: Operator, ctx: Ctx) -> Endpoint:
     return await ctx.registry.disable(
@@ -117,14 +112,12 @@ async def disable_endpoint(endpoint_id: str, body: DisableIn, who: Operator, ctx
     )
 
 
-@router.post(
-    "/endpoints/{endpoint_id}/enable", response_model=Endpoint, responses=_errors(404, 409)
-)
+@router.post("/endpoints/{endpoint_id}/enable", response_model=Endpoint, responses=errors(404, 409))
 async def enable_endpoint(endpoint_id: str, body: EnableIn, who: Operator, ctx: Ctx) -> Endpoint:
     return await ctx.registry.enable(endpoint_id, expected_version=body.version, actor=who.name)
 
 
-@router.delete("/endpoints/{endpoint_id}", status_code=204, responses=_errors(404, 409))
+@router.delete("/endpoints/{endpoint_id}", status_code=204, responses=errors(404, 409))
 async def delete_endpoint(
     endpoint_id: str, who: Admin, ctx: Ctx, version: int | None = None
 ) -> Response:
@@ -135,7 +128,7 @@ async def delete_endpoint(
 @router.post(
     "/endpoints/{endpoint_id}/rotate-secret",
     response_model=WithSecret,
-    responses=_errors(404, 409),
+    responses=errors(404, 409),
 )
 async def rotate_secret(endpoint_id: str, body: RotateIn, who: Admin, ctx: Ctx) -> WithSecret:
     rotated = await ctx.registry.rotate_secret(

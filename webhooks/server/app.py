@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,7 @@ from temporalio.service import RPCStatusCode
 
 from webhooks.codec import codec_from_settings
 from webhooks.config import Settings
-from webhooks.ops.errors import ConflictError, NotFoundError
+from webhooks.ops.errors import ConflictError, InvalidInputError, NotFoundError
 from webhooks.ops.paging import BadCursorError
 from webhooks.publisher import connect
 from webhooks.registry.errors import (
@@ -35,11 +35,12 @@ from webhooks.registry.errors import (
     VersionConflictError,
 )
 from webhooks.registry.service import open_registry
-from webhooks.server import api, api_endpoints, codec_routes, endpoint_pages, pages
+from webhooks.server import api, api_endpoints, api_events, codec_routes, endpoint_pages, pages
 from webhooks.server.auth import Authenticator
 from webhooks.server.context import ConsoleContext
 from webhooks.server.deps import ForbiddenPageError, SignInRequiredError
 from webhooks.server.security import SecurityHeaders
+from webhooks.server.serving import serving
 from webhooks.server.settings import ConsoleSettings
 
 STATIC = Path(__file__).parent / "static"
@@ -80,6 +81,7 @@ def create_app(
     app.include_router(codec_routes.router)
     app.include_router(api.router)
     app.include_router(api_endpoints.router)
+    app.include_router(api_events.router)
     app.include_router(pages.router)
     app.include_router(endpoint_pages.router)
     _errors(app)
@@ -94,7 +96,11 @@ def create_app(
                     title="StreamPay webhooks management API",
                     version=VERSION,
                     description=api.__doc__,
-                    routes=[*api.router.routes, *api_endpoints.router.routes],
+                    routes=[
+                        *api.router.routes,
+                        *api_endpoints.router.routes,
+                        *api_events.router.routes,
+                    ],
                 )
             )
             schema["components"].setdefault("securitySchemes", {})["bearer"] = {
@@ -133,6 +139,14 @@ def _errors(app: FastAPI) -> None:
     app.add_exception_handler(RegistryError, handle(400))
     app.add_exception_handler(ValueError, handle(400))
 
+    @app.exception_handler(InvalidInputError)
+    async def invalid_input(request: Request, exc: Exception) -> Response:
+        # Shaped like FastAPI's own 422, so the API has one kind of validation error.
+        assert isinstance(exc, InvalidInputError)
+        if _is_api(request):
+            return JSONResponse({"detail": exc.errors}, 422)
+        return pages.error_page(request, 422, str(exc))
+
     @app.exception_handler(SignInRequiredError)
     async def sign_in(request: Request, _: Exception) -> Response:
         target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
@@ -142,24 +156,28 @@ def _errors(app: FastAPI) -> None:
     @app.exception_handler(RPCError)
     async def temporal_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RPCError)
-        status = {
-            RPCStatusCode.NOT_FOUND: 404,
-            RPCStatusCode.INVALID_ARGUMENT: 400,
-            RPCStatusCode.ALREADY_EXISTS: 409,
-            RPCStatusCode.FAILED_PRECONDITION: 409,
-        }.get(exc.status, 503)
-        message = f"Temporal said: {exc.message}"
+        status, message = temporal_answer(exc)
         if _is_api(request):
             return JSONResponse({"detail": message}, status)
         return pages.error_page(request, status, message)
 
 
-class _Server(uvicorn.Server):
-    """Leaves signals to the caller (`serve_until_stopped`)."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
+def temporal_answer(exc: RPCError) -> tuple[int, str]:
+    """The HTTP status and message for an error from Temporal. A query needs a running
+    worker: when none polls, or the workflow cannot answer yet, that is a 503 (try again
+    later), not a conflict nor a bad request."""
+    message = f"Temporal said: {exc.message}"
+    if exc.status is RPCStatusCode.FAILED_PRECONDITION and "no poller" in exc.message:
+        return 503, "no worker is polling this workflow's task queue; try again once one runs"
+    if exc.status is RPCStatusCode.RESOURCE_EXHAUSTED:
+        return 503, f"{message} (the workflow is busy or no worker is running; try again)"
+    status = {
+        RPCStatusCode.NOT_FOUND: 404,
+        RPCStatusCode.INVALID_ARGUMENT: 400,
+        RPCStatusCode.ALREADY_EXISTS: 409,
+        RPCStatusCode.FAILED_PRECONDITION: 409,
+    }.get(exc.status, 503)
+    return status, message
 
 
 async def serve_console(
@@ -183,16 +201,6 @@ async def serve_console(
         forwarded_allow_ips=[str(n) for n in console.trusted_proxies],
         lifespan="on",
     )
-    server = _Server(config)
-    sock = config.bind_socket()
-    bound_host, bound_port = sock.getsockname()[:2]
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    while not server.started:
-        if task.done():
-            await task  # raises why it could not start
-            raise RuntimeError("the console stopped while starting")
-        await asyncio.sleep(0.05)
-    announce(f"console on http://{bound_host}:{bound_port}")
-    await stop.wait()
-    server.should_exit = True
-    await task
+    async with serving(config) as (bound_host, bound_port):
+        announce(f"console on http://{bound_host}:{bound_port}")
+        await stop.wait()
