@@ -4,8 +4,6 @@ once than it is configured for."""
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 from sqlalchemy import text
 from temporalio.api.operatorservice.v1 import ListSearchAttributesRequest
@@ -17,7 +15,7 @@ from tests.conftest import BIN, EndpointPublisher
 from tests.integration import eventually, unique
 from webhooks.config import Settings
 from webhooks.core import search_attributes as sa
-from webhooks.core.models import DeliveryResult, DeliveryState
+from webhooks.core.models import Attempt, DeliveryResult, DeliveryState
 from webhooks.dev.receiver import Hang, Receiver
 from webhooks.registry.errors import SchemaVersionError, SecretKeysError
 from webhooks.registry.migrate import schema_status
@@ -79,7 +77,8 @@ async def test_the_worker_refuses_to_start_without_the_key_ring(
 async def test_a_worker_runs_at_most_max_concurrent_sends_at_once(
     client: Client, settings: Settings, publisher: EndpointPublisher
 ) -> None:
-    # Every request hangs past the send timeout: each holds a workflow task for 5 s.
+    # Every request hangs past the send timeout: each holds a send slot for 5 s, and the
+    # other four deliveries wait in Temporal's queue meanwhile.
     settings = settings.model_copy(update={"max_concurrent_sends": 2, "http_timeout_seconds": 5})
     publisher = publisher.on(client, settings.task_queue)
     async with Receiver(lambda _: Hang(90)) as rx, running_worker(client, settings):
@@ -89,13 +88,35 @@ async def test_a_worker_runs_at_most_max_concurrent_sends_at_once(
             )
             for i in range(6)
         ]
-        await eventually(lambda: _count(rx), lambda n: n >= 2)
-        # The other four wait in Temporal's queue while those two hang.
-        await asyncio.sleep(3)
-        assert len(rx.requests) == 2
+
+        async def attempts() -> list[list[Attempt]]:
+            return [
+                await client.get_workflow_handle(i).query("attempts", result_type=list[Attempt])
+                for i in ids
+            ]
+
+        # Judged by the order of the attempts themselves, not by how long the test waits:
+        # an attempt starts only once fewer than two others are still open.
+        recorded = await eventually(attempts, lambda each: all(each), within=120)
         for delivery_id in ids:
             await client.get_workflow_handle(delivery_id).terminate("test over")
+    assert _most_at_once([a for each in recorded for a in each]) == 2
+    assert len(rx.requests) >= len(ids)
 
 
-async def _count(rx: Receiver) -> int:
-    return len(rx.requests)
+def _most_at_once(attempts: list[Attempt]) -> int:
+    """The most attempts open at one moment (an attempt that ends as another starts is
+    not counted with it)."""
+    edges = sorted(
+        edge
+        for a in attempts
+        for edge in (
+            (a.started_at.timestamp() + a.duration_ms / 1000, -1),
+            (a.started_at.timestamp(), 1),
+        )
+    )
+    most = open_now = 0
+    for _, step in edges:
+        open_now += step
+        most = max(most, open_now)
+    return most
