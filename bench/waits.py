@@ -16,6 +16,12 @@ Two figures, read from each delivery's history and its endpoint's circuit histor
 
 A fault window is the fault itself plus `RECOVERY_SECONDS`, one workflow-task timeout for
 the tasks a killed process held.
+
+A circuit counts as not yet closed until its wake begins: a close is published to the
+registry and left to settle, so every worker's gate has seen it before the held deliveries
+retry (otherwise they would be held again). That takes at most `CLOSE_PROTOCOL_SECONDS`
+(the registry call's timeout plus the settle time); what the wake takes after that, its
+pacing through the workers' backlog included, counts.
 """
 
 from __future__ import annotations
@@ -32,16 +38,21 @@ from temporalio.client import Client
 from temporalio.service import RPCError
 
 from webhooks.core import search_attributes as sa
-from webhooks.core.circuit import CircuitPhase
+from webhooks.core.circuit import CircuitConfig, CircuitPhase
 from webhooks.core.ids import circuit_id
 from webhooks.core.models import Attempt
 from webhooks.core.names import CIRCUIT_WORKFLOW
 from webhooks.core.summaries import HELD_PREFIX
 from webhooks.core.visibility import quote
+from workflows.endpoint_circuit import REGISTRY_CALL
+
+WAKE_ACTIVITY = "wake_deliveries"
 
 EXCESS_BOUND_SECONDS = 10.0
 RECOVERY_SECONDS = 10.0
 """Added to each fault's end: the workflow task timeout of tasks a killed process held."""
+CLOSE_PROTOCOL_SECONDS = REGISTRY_CALL.total_seconds() + CircuitConfig().settle_seconds
+"""The most a close may take to reach its wake: publish the verdict, then settle."""
 
 Interval = tuple[float, float]
 """(start, end) in unix seconds; end is infinite while it lasts."""
@@ -123,8 +134,40 @@ def longest_queue(events: list[HistoryEvent]) -> float:
     return longest
 
 
+def not_closed_in(events: Iterable[HistoryEvent]) -> list[Interval]:
+    """When one circuit run was not (yet) closed: from each opening until the wake after
+    its close began, at most CLOSE_PROTOCOL_SECONDS after the close."""
+    intervals: list[Interval] = []
+    opened_at: float | None = None
+    closed_at: float | None = None  # the last close, until its wake begins
+    for event in events:
+        if (
+            closed_at is not None
+            and event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+            and event.activity_task_scheduled_event_attributes.activity_type.name == WAKE_ACTIVITY
+        ):
+            began = intervals[-1][0]
+            intervals[-1] = (began, min(_at(event), closed_at + CLOSE_PROTOCOL_SECONDS))
+            closed_at = None
+            continue
+        fields = event.upsert_workflow_search_attributes_event_attributes.search_attributes
+        payload = fields.indexed_fields.get(sa.STATUS.name)
+        if payload is None:
+            continue
+        closed = json.loads(payload.data) == CircuitPhase.CLOSED.value
+        if not closed and opened_at is None:
+            opened_at, closed_at = _at(event), None
+        elif closed and opened_at is not None:
+            closed_at = _at(event)
+            intervals.append((opened_at, closed_at))
+            opened_at = None
+    if opened_at is not None:
+        intervals.append((opened_at, math.inf))
+    return intervals
+
+
 async def open_intervals(client: Client, endpoints: set[str]) -> dict[str, list[Interval]]:
-    """When each endpoint's circuit was not closed, from every run's history."""
+    """When each endpoint's circuit was not (yet) closed, from every run's history."""
     intervals: dict[str, list[Interval]] = {}
     query = f"WorkflowType={quote(CIRCUIT_WORKFLOW)}"
     async for wf in client.list_workflows(query):
@@ -132,20 +175,8 @@ async def open_intervals(client: Client, endpoints: set[str]) -> dict[str, list[
         if endpoint not in endpoints:
             continue
         history = await client.get_workflow_handle(wf.id, run_id=wf.run_id).fetch_history()
-        opened_at: float | None = None
-        for event in history.events:
-            fields = event.upsert_workflow_search_attributes_event_attributes.search_attributes
-            payload = fields.indexed_fields.get(sa.STATUS.name)
-            if payload is None:
-                continue
-            closed = json.loads(payload.data) == CircuitPhase.CLOSED.value
-            if not closed and opened_at is None:
-                opened_at = _at(event)
-            elif closed and opened_at is not None:
-                intervals.setdefault(endpoint, []).append((opened_at, _at(event)))
-                opened_at = None
-        if opened_at is not None:
-            intervals.setdefault(endpoint, []).append((opened_at, math.inf))
+        if found := not_closed_in(history.events):
+            intervals.setdefault(endpoint, []).extend(found)
     return intervals
 
 

@@ -7,7 +7,17 @@ import math
 from temporalio.api.enums.v1 import EventType
 from temporalio.api.history.v1 import HistoryEvent
 
-from bench.waits import RECOVERY_SECONDS, excess, holds_in, longest_queue, with_recovery
+from bench.waits import (
+    CLOSE_PROTOCOL_SECONDS,
+    RECOVERY_SECONDS,
+    WAKE_ACTIVITY,
+    excess,
+    holds_in,
+    longest_queue,
+    not_closed_in,
+    with_recovery,
+)
+from webhooks.core import search_attributes as sa
 
 T = 1_796_000_000.0
 
@@ -71,3 +81,41 @@ def test_the_queue_is_the_longest_wait_from_a_task_scheduled_to_started() -> Non
         late,
     ]
     assert longest_queue(events) == 16
+
+
+def phase(event_id: int, value: str, at: float) -> HistoryEvent:
+    e = event(event_id, EventType.EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES, at)
+    fields = e.upsert_workflow_search_attributes_event_attributes.search_attributes
+    fields.indexed_fields[sa.STATUS.name].data = f'"{value}"'.encode()
+    return e
+
+
+def activity(event_id: int, name: str, at: float) -> HistoryEvent:
+    e = event(event_id, EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED, at)
+    e.activity_task_scheduled_event_attributes.activity_type.name = name
+    return e
+
+
+def test_a_circuit_is_not_closed_from_its_opening_until_the_wake_after_its_close() -> None:
+    events = [
+        phase(1, "closed", 0),  # its first publish: not an opening
+        phase(2, "open", 10),
+        phase(3, "half_open", 20),  # still not closed: one interval
+        phase(4, "closed", 30),
+        activity(5, "publish_circuit", 31),  # the verdict reaches the registry first
+        activity(6, WAKE_ACTIVITY, 37),  # then, settled, the wake begins
+        phase(7, "open", 50),
+        phase(8, "closed", 60),
+        activity(9, WAKE_ACTIVITY, 60 + CLOSE_PROTOCOL_SECONDS + 20),  # a slow wake: capped
+        phase(10, "disabled", 100),  # never enabled
+    ]
+    assert not_closed_in(events) == [
+        (T + 10, T + 37),
+        (T + 50, T + 60 + CLOSE_PROTOCOL_SECONDS),
+        (T + 100, math.inf),
+    ]
+
+
+def test_a_close_without_its_wake_in_the_run_counts_as_closed_from_the_close() -> None:
+    # continued as new between the close and its wake: no allowance is assumed
+    assert not_closed_in([phase(1, "open", 0), phase(2, "closed", 9)]) == [(T, T + 9)]
