@@ -191,6 +191,8 @@ async def _workers(
             *circuit_activities,
             events.publish_operational_event,
         ],
+        # A wake or a bulk job stops at its next signal and heartbeats its cursor.
+        graceful_shutdown_timeout=graceful_shutdown_timeout(settings),
     )
     async with worker, control:
         log.info(

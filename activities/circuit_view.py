@@ -32,6 +32,7 @@ from datetime import UTC, datetime, timedelta
 from pydantic import BaseModel
 from temporalio import activity
 from temporalio.client import Client, RPCError
+from temporalio.exceptions import ApplicationError
 
 from activities.endpoint_cache import EndpointCache
 from webhooks.core import metrics
@@ -256,6 +257,10 @@ class WakeProgress(BaseModel):
     sweep: int = 0
     page_token: str | None = None
     """Visibility's next-page token, base64 (tokens are bytes)."""
+    page_signalled: list[str] = []
+    """Deliveries of the page at `page_token` already signalled: a wake stopped by a
+    worker's shutdown resumes there without signalling them twice (a second `retry_now`
+    landing during a send that ends the delivery makes Temporal run the POST again)."""
     woken: int = 0
 
 
@@ -350,6 +355,7 @@ class CircuitActivities:
         )
         in_flight = asyncio.Semaphore(WAKE_IN_FLIGHT)
         signals: set[asyncio.Task[None]] = set()
+        already = set(progress.page_signalled)
         started, paced = time.monotonic(), 0
         backlog = _Backlog(self._client, held_query)
         await backlog.start()
@@ -364,6 +370,16 @@ class CircuitActivities:
         while True:
             await pages.fetch_next_page()
             for wf in pages.current_page or ():
+                if wf.id in already:
+                    continue
+                if activity.is_worker_shutdown():
+                    await asyncio.gather(*signals)
+                    progress.woken += paced
+                    activity.heartbeat(progress.model_dump(mode="json"))
+                    raise ApplicationError(
+                        "worker shutting down: the wake resumes from its cursor on another worker",
+                        type="WorkerShutdown",
+                    )
                 # On a schedule (not one after another): a slow server does not slow it.
                 delay = started + paced / self._wake_per_second - time.monotonic()
                 if delay > 0:
@@ -376,12 +392,14 @@ class CircuitActivities:
                 task = asyncio.create_task(signal(wf.id))
                 signals.add(task)
                 task.add_done_callback(signals.discard)
+                progress.page_signalled.append(wf.id)
                 paced += 1
             await asyncio.gather(*signals)
             progress.woken += paced
             paced, started = 0, time.monotonic()
             token = pages.next_page_token
             progress.page_token = base64.b64encode(token).decode() if token else None
+            progress.page_signalled, already = [], set()
             activity.heartbeat(progress.model_dump(mode="json"))
             if progress.page_token is None:
                 return

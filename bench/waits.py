@@ -31,6 +31,7 @@ import json
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from temporalio.api.enums.v1 import EventType
 from temporalio.api.history.v1 import HistoryEvent
@@ -88,6 +89,17 @@ def excess(begin: float, end: float, excused: Iterable[Interval]) -> float:
             covered += hi - lo
             reached = hi
     return max(0.0, end - begin - covered)
+
+
+def _clock(at: float) -> str:
+    """A moment as UTC time of day, to find it in the logs and histories."""
+    if math.isinf(at):
+        return "still"
+    return datetime.fromtimestamp(at, UTC).strftime("%H:%M:%S.%f")[:-5]
+
+
+def _span(interval: Interval) -> str:
+    return f"{_clock(interval[0])}-{_clock(interval[1])}"
 
 
 def with_recovery(windows: Iterable[Interval]) -> list[Interval]:
@@ -227,7 +239,10 @@ async def measure(client: Client, deliveries: dict[str, str], windows: list[Inte
             held = excess(start, lifted, [*faults, *opened])
             if held > result.max_hold_while_closed_seconds:
                 result.max_hold_while_closed_seconds = round(held, 1)
-                result.worst_hold = f"{delivery_id} ({endpoint})"
+                result.worst_hold = (
+                    f"{delivery_id} ({endpoint}) held {_clock(start)}-{_clock(lifted)}, "
+                    f"circuit not closed {', '.join(_span(i) for i in opened) or 'never'}"
+                )
         queued = longest_queue(events)
         if queued > result.max_queue_seconds:
             result.max_queue_seconds = round(queued, 1)
