@@ -18,7 +18,7 @@ import ssl
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from importlib.metadata import version
 
@@ -29,7 +29,7 @@ from activities.circuit_view import CircuitView
 from activities.endpoint_cache import EndpointCache
 from activities.safe_transport import BlockedDestinationError, DestinationPolicy, GuardedTransport
 from webhooks.core.circuit import signal_of
-from webhooks.core.models import ErrorKind, SendRequest, SendResult
+from webhooks.core.models import ErrorKind, Gate, SendRequest, SendResult
 from webhooks.core.signing import signature_header
 from webhooks.registry.errors import RegistryUnavailableError, SecretKeysError
 from webhooks.registry.models import EndpointState
@@ -154,7 +154,10 @@ class SendActivities:
         gated = self._circuit is not None and bool(request.endpoint_id)
         gate = await self._circuit.gate(request.endpoint_id) if self._circuit and gated else None
         if gate is not None and not gate.allow:
-            return SendResult(started_at=datetime.now(UTC), duration_ms=0, gate=gate)
+            now, info = datetime.now(UTC), activity.info()
+            if info.is_local:
+                gate = on_workflow_clock(gate, info.current_attempt_scheduled_time, now)
+            return SendResult(started_at=now, duration_ms=0, gate=gate)
         result = await self._post(request, target)
         if self._circuit and gated:
             probe = gate is not None and gate.probe
@@ -260,3 +263,14 @@ class SendActivities:
 def _describe(err: BaseException) -> str:
     text = str(err) or type(err).__name__
     return text[:200]
+
+
+def on_workflow_clock(gate: Gate, scheduled_at: datetime, now: datetime) -> Gate:
+    """A hold's end as the workflow will time it. The workflow starts its timer from its
+    own clock, the moment it scheduled this send (`workflow.now()`); a send that waited
+    for a slot on a loaded worker would be held that much longer than the gate says, so
+    the wait is taken off (found by the fault campaign: 10.1 s local-trip holds)."""
+    waited = now - scheduled_at
+    if gate.retry_at is None or waited <= timedelta(0):
+        return gate
+    return gate.model_copy(update={"retry_at": gate.retry_at - waited})
