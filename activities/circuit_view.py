@@ -329,7 +329,7 @@ class CircuitActivities:
                     )
                 else:
                     if progress.page_token is None:
-                        await asyncio.sleep(2 * SELF_WAKE_SECONDS)
+                        await _pause(2 * SELF_WAKE_SECONDS, progress)
                     # Only those held since this wake began: a delivery woken by the first
                     # sweep still shows its old hold while it sends, and a second signal
                     # landing during that send would make Temporal run the POST again.
@@ -403,6 +403,15 @@ class CircuitActivities:
             activity.heartbeat(progress.model_dump(mode="json"))
             if progress.page_token is None:
                 return
+
+
+async def _pause(seconds: float, progress: WakeProgress) -> None:
+    """Sleep, heartbeating every second: a wake's heartbeat timeout is short (WAKE_HEARTBEAT
+    in workflows/endpoint_circuit.py) so that a killed worker's wake resumes soon."""
+    deadline = time.monotonic() + seconds
+    while (left := deadline - time.monotonic()) > 0:
+        activity.heartbeat(progress.model_dump(mode="json"))
+        await asyncio.sleep(min(1.0, left))
 
 
 class _Backlog:

@@ -57,7 +57,10 @@ would leave held deliveries waiting or a disable unpublished."""
 REGISTRY_CALL = timedelta(seconds=10)
 """Start-to-close of the short activities (a registry read or write, a nudge): when the
 worker running one is killed, the retry waits this long, and the wake waits for it."""
-WAKE_HEARTBEAT = timedelta(seconds=60)
+WAKE_HEARTBEAT = timedelta(seconds=10)
+"""A wake heartbeats at least every second or so; when the worker running it is killed,
+the retry resumes from its cursor this soon (it was 60 s: a kill held a recovered
+endpoint's deliveries for up to a minute)."""
 WAKE_ATTEMPT = timedelta(hours=1)
 """One attempt of a wake; a longer one resumes from its heartbeat's cursor."""
 
