@@ -47,6 +47,11 @@ with workflow.unsafe.imports_passed_through():
 REGISTRY_PATCH = "circuit-verdict-in-registry"
 """`workflow.patched` name: circuits started before it replay (and run) the old loop,
 which woke held deliveries inline; see `_run_before_registry`."""
+CARRY_PATCH = "circuit-carries-its-verdict"
+"""`workflow.patched` name: a run continued-as-new starts from the verdict its previous
+run published (carried in the input). Before it, such a run took "nothing published in
+this run" for "the registry holds nothing", so a close in the task that continued as new
+was never published nor woken, and the circuit never completed."""
 FOREVER = RetryPolicy(
     initial_interval=timedelta(seconds=1),
     backoff_coefficient=2,
@@ -77,6 +82,8 @@ class EndpointCircuit:
         self._by_operator = False
         """Whether the pending change came from the `disable` signal (not automatic)."""
         self._published: PublishedCircuit | None = None
+        self._published_known = True
+        """Whether `_published` is what the registry holds (None: no verdict row)."""
         self._nudging = False
         self._tasks: set[asyncio.Task[object]] = set()
         """Nudges and operational events in flight (a reference keeps each alive)."""
@@ -87,6 +94,10 @@ class EndpointCircuit:
             return await self._run_before_registry()
         if self._input.snapshot is None:
             await self._load()
+        elif workflow.patched(CARRY_PATCH):
+            # Unknown (an input from before the patch): publish once to be sure.
+            self._published = self._input.published
+            self._published_known = self._published is not None
         self._publish()
         background = [
             asyncio.create_task(self._publish_forever()),
@@ -111,7 +122,9 @@ class EndpointCircuit:
                 await workflow.wait_condition(workflow.all_handlers_finished)
                 # Moves a circuit started on the delivery queue to the control queue.
                 workflow.continue_as_new(
-                    self._input.model_copy(update={"snapshot": self._circuit.s}),
+                    self._input.model_copy(
+                        update={"snapshot": self._circuit.s, "published": self._published}
+                    ),
                     task_queue=self._input.control_task_queue,
                 )
 
@@ -185,6 +198,8 @@ class EndpointCircuit:
     def _published_already(self) -> bool:
         """Whether the registry holds this circuit's verdict (an endpoint without a row is
         closed: nothing to write until it trips)."""
+        if not self._published_known:
+            return False
         verdict = self._verdict()
         if self._published is None:
             return verdict.same_verdict(
@@ -206,7 +221,7 @@ class EndpointCircuit:
                 retry_policy=FOREVER,
                 summary=f"publish {verdict.phase.value}",
             )
-            self._published = verdict
+            self._published, self._published_known = verdict, True
             self._changed = True
 
     async def _wake_forever(self) -> None:

@@ -456,6 +456,44 @@ async def test_the_circuit_continues_as_new_and_keeps_its_state(
     await asyncio.wait_for(handle.result(), CLOSE_SECONDS)
 
 
+async def test_a_close_that_continues_as_new_at_once_is_still_published_and_woken(
+    client: Client, settings: Settings, registry: EndpointRegistry, worker: None
+) -> None:
+    """The workflow task that closes the circuit also continues it as new (its history
+    is long): the new run must still publish the close and run the wake. It once took
+    "nothing published in this run" for "the registry holds no verdict", so the close
+    was never published, the wake never ran and the circuit never completed."""
+    endpoint = unique("ep_can_close")
+    config = CircuitConfig(max_history_events=100, cooldown_seconds=600)
+    handle = await start_circuit(client, settings, endpoint, config)
+    await handle.signal("report", OutcomeReport(failures=25, trailing_failures=25))
+    await phase_becomes(client, endpoint, CircuitPhase.OPEN)
+    opened = await eventually(lambda: registry.circuit(endpoint), lambda v: v is not None)
+    assert opened is not None
+    assert opened.phase is CircuitPhase.OPEN
+
+    async def run_and_length() -> tuple[str, int]:
+        events = [e async for e in client.get_workflow_handle(handle.id).fetch_history_events()]
+        return (await handle.describe()).run_id or "", len(events)
+
+    # Bring the run's history close to its limit, one report at a time...
+    run, length = await run_and_length()
+    while length < config.max_history_events - 30:
+        await handle.signal("report", OutcomeReport(failures=1, trailing_failures=1))
+        run, length = await run_and_length()
+    # ...then close it with a burst, so the task that closes it crosses the limit.
+    await asyncio.gather(
+        handle.signal("reset", OperatorRequest(requested_by="test")),
+        *(handle.signal("enable", OperatorRequest(requested_by="test")) for _ in range(40)),
+    )
+    await asyncio.wait_for(handle.result(), CLOSE_SECONDS)
+    closed_run = await client.get_workflow_handle(handle.id).describe()
+    assert closed_run.run_id != run, "the close should have continued as new"
+    verdict = await registry.circuit(endpoint)
+    assert verdict is not None
+    assert verdict.phase is CircuitPhase.CLOSED
+
+
 async def listed_circuits(client: Client, endpoint: str, phase: str) -> list[str]:
     query = (
         f"WorkflowType='EndpointCircuit' AND {sa.STATUS.name}='{phase}' "

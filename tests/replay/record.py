@@ -560,6 +560,42 @@ class Recorder:
         final: CircuitSnapshot = await asyncio.wait_for(latest.result(), BOUND)
         assert final.reports_received > 0, "the new run carries the state over"
         await save("EndpointCircuit-after-continue-as-new", latest)
+        await self.close_continuing_as_new(settings)
+
+    async def close_continuing_as_new(self, settings: Settings) -> None:
+        """The task that closes an open circuit also continues it as new (a burst of
+        operator signals pushes its history past the limit): the new run publishes the
+        carried close, wakes the held deliveries and completes."""
+        client = self.client
+        endpoint = f"ep_can_close_{uuid.uuid4().hex[:6]}"
+        config = CircuitConfig(max_history_events=100, cooldown_seconds=600)
+        circuit = await client.start_workflow(
+            CIRCUIT_WORKFLOW,
+            CircuitInput(
+                endpoint_id=endpoint, config=config, control_task_queue=settings.control_queue
+            ),
+            id=circuit_id(endpoint),
+            task_queue=settings.control_queue,
+        )
+        await circuit.signal("report", OutcomeReport(failures=25, trailing_failures=25))
+
+        async def opened() -> bool:
+            snapshot = await circuit_state(client, endpoint)
+            return snapshot is not None and snapshot.phase is CircuitPhase.OPEN
+
+        await until(opened, "the circuit opened")
+        while len(await events(circuit)) < config.max_history_events - 30:
+            await circuit.signal("report", OutcomeReport(failures=1, trailing_failures=1))
+        closing_run = (await circuit.describe()).run_id
+        await asyncio.gather(
+            circuit.signal("reset", OperatorRequest(requested_by="record")),
+            *(circuit.signal("enable", OperatorRequest(requested_by="record")) for _ in range(40)),
+        )
+        latest = client.get_workflow_handle(circuit.id, result_type=CircuitSnapshot)
+        final: CircuitSnapshot = await asyncio.wait_for(latest.result(), BOUND)
+        assert final.phase is CircuitPhase.CLOSED
+        assert (await latest.describe()).run_id != closing_run, "it should have continued"
+        await save("EndpointCircuit-closed-after-continue-as-new", latest)
 
 
 GROUPS = (

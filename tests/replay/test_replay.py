@@ -58,6 +58,7 @@ SCENARIOS = {
         "disable-enable",  # operator signals, with the wake-ups they trigger
         "continued-as-new",  # the run that continues as new
         "after-continue-as-new",  # the run that starts from the carried snapshot
+        "closed-after-continue-as-new",  # closed as it continued: publishes, wakes, ends
     },
     "BulkDeadLetterAction": {"redelivered"},  # counts, then signals a filter's matches
 }

@@ -298,18 +298,6 @@ def _duration(seconds: float) -> str:
     return f"{seconds:g} seconds"
 
 
-class CircuitInput(BaseModel):
-    """The input of `EndpointCircuit`."""
-
-    endpoint_id: str
-    config: CircuitConfig = CircuitConfig()
-    snapshot: CircuitSnapshot | None = None
-    """Carried across continue-as-new."""
-    control_task_queue: str | None = None
-    """Where the circuit and its activities run (continue-as-new moves an older circuit
-    there); None: the task queue it was started on."""
-
-
 class PublishedCircuit(BaseModel):
     """The circuit's verdict as the `EndpointCircuit` workflow writes it to the registry.
 
@@ -342,6 +330,21 @@ class PublishedCircuit(BaseModel):
         return other is not None and self.model_dump(exclude={"changed_at"}) == (
             other.model_dump(exclude={"changed_at"})
         )
+
+
+class CircuitInput(BaseModel):
+    """The input of `EndpointCircuit`."""
+
+    endpoint_id: str
+    config: CircuitConfig = CircuitConfig()
+    snapshot: CircuitSnapshot | None = None
+    """Carried across continue-as-new."""
+    control_task_queue: str | None = None
+    """Where the circuit and its activities run (continue-as-new moves an older circuit
+    there); None: the task queue it was started on."""
+    published: PublishedCircuit | None = None
+    """Carried across continue-as-new with `snapshot`: the verdict the previous run
+    published (None: none), so the new run knows what the registry holds."""
 
 
 def gate_of(
