@@ -20,6 +20,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.bulk import BulkActivities
     from webhooks.core.bulk import BatchOutcome, BulkBatch, BulkProgress, BulkRequest
     from webhooks.core.names import BULK_WORKFLOW
+    from workflows.inputs import missing_input
 
 BATCH_SECONDS = 30
 """One activity signals about this many seconds' worth of entries."""
@@ -33,12 +34,16 @@ RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=time
 @workflow.defn(name=BULK_WORKFLOW, failure_exception_types=[ValidationError])
 class BulkDeadLetterAction:
     @workflow.init
-    def __init__(self, request: BulkRequest) -> None:
+    def __init__(self, request: BulkRequest | None = None) -> None:
+        if request is None:
+            raise missing_input(BULK_WORKFLOW)
+        self._request = request
         self._progress = request.resume or BulkProgress()
         self._cancel = False
 
     @workflow.run
-    async def run(self, request: BulkRequest) -> BulkProgress:
+    async def run(self, request: BulkRequest | None = None) -> BulkProgress:
+        request = self._request
         if self._progress.started_at is None:
             self._progress = self._progress.model_copy(update={"started_at": workflow.now()})
         size = max(1, min(MAX_BATCH, int(request.per_second * BATCH_SECONDS)))

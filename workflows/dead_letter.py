@@ -37,6 +37,7 @@ with workflow.unsafe.imports_passed_through():
     from webhooks.core.names import DEAD_LETTER_WORKFLOW, DELIVERY_WORKFLOW
     from webhooks.core.operational import OperationalConfig, OperationalType
     from webhooks.core.policy import carried_attempts
+    from workflows.inputs import missing_input
     from workflows.operational import emit
     from workflows.telemetry import counter
 
@@ -53,13 +54,16 @@ a redelivery carried every earlier attempt, growing with each generation."""
 @workflow.defn(name=DEAD_LETTER_WORKFLOW, failure_exception_types=[ValidationError])
 class DeadLetter:
     @workflow.init
-    def __init__(self, entry: DeadLetterEntry) -> None:
+    def __init__(self, entry: DeadLetterEntry | None = None) -> None:
+        if entry is None:
+            raise missing_input(DEAD_LETTER_WORKFLOW)
         self._view = DeadLetterView(entry=entry, state=DeadLetterState.OPEN)
         self._redeliver: RedeliverRequest | None = None
         self._discard: DiscardRequest | None = None
 
     @workflow.run
-    async def run(self, entry: DeadLetterEntry) -> DeadLetterView:
+    async def run(self, entry: DeadLetterEntry | None = None) -> DeadLetterView:
+        entry = self._view.entry
         # Counters (not emitted on replay): open dead letters = opened - closed, per reason.
         counter(metrics.DEAD_LETTERS_OPENED).add(1, {"reason": entry.reason.value})
         if not await self._wait_for_action(entry):

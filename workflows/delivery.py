@@ -76,6 +76,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from webhooks.core.summaries import attempt_summary, held_summary, retry_summary
     from workflows.dead_letter import DeadLetter
+    from workflows.inputs import INVALID_INPUT_ERROR, NO_INPUT
     from workflows.telemetry import DeliveryTelemetry
 
 HOLD_UNTIL_MAX_AGE_PATCH = "circuit-hold-until-max-age"
@@ -86,20 +87,22 @@ SEND_TIMEOUT = timedelta(seconds=MAX_HTTP_TIMEOUT_SECONDS + SEND_MARGIN_SECONDS)
 configured up to `MAX_HTTP_TIMEOUT_SECONDS`; this leaves room for the registry lookup."""
 INVALID_INPUT_PATCH = "invalid-input-dead-letters"
 """Before it, a malformed input failed the workflow and nothing else was checked."""
-INVALID_INPUT_ERROR = "InvalidInput"
-"""The failure type of a run whose input went to the dead-letter queue as `invalid_input`
-(its details hold the `DeliveryResult`)."""
+# A run whose input went to the dead-letter queue as `invalid_input` fails with
+# INVALID_INPUT_ERROR (its details hold the `DeliveryResult`); one started without an
+# input (NO_INPUT) is dead-lettered the same way.
 
 
 # Replays of runs from before INVALID_INPUT_PATCH still fail with the validation error.
 @workflow.defn(name=DELIVERY_WORKFLOW, failure_exception_types=[ValidationError])
 class WebhookDelivery:
     @workflow.init
-    def __init__(self, request: RawValue) -> None:
+    def __init__(self, request: RawValue = NO_INPUT) -> None:
         self._raw = request.payload
         self._invalid: Exception | None = None
         info = workflow.info()
         try:
+            if request is NO_INPUT:
+                raise TypeError("started without an input")
             decoded = workflow.payload_converter().from_payload(self._raw, DeliveryRequest)
             if not isinstance(decoded, DeliveryRequest):  # a JSON null, say
                 raise TypeError(f"expected a JSON object, got {type(decoded).__name__}")
@@ -116,7 +119,7 @@ class WebhookDelivery:
         self._telemetry = DeliveryTelemetry(self._request)
 
     @workflow.run
-    async def run(self, request: RawValue) -> DeliveryResult:
+    async def run(self, request: RawValue = NO_INPUT) -> DeliveryResult:
         if self._invalid is not None:
             if not workflow.patched(INVALID_INPUT_PATCH):
                 raise self._invalid

@@ -73,7 +73,7 @@ WAKE_ATTEMPT = timedelta(hours=1)
 @workflow.defn(name=CIRCUIT_WORKFLOW)
 class EndpointCircuit:
     @workflow.init
-    def __init__(self, input: dict[str, Any]) -> None:
+    def __init__(self, input: dict[str, Any] | None = None) -> None:
         self._input = _valid_input(input)
         snapshot = self._input.snapshot or CircuitSnapshot(endpoint_id=self._input.endpoint_id)
         self._circuit = Circuit(snapshot, self._input.config)
@@ -89,7 +89,7 @@ class EndpointCircuit:
         """Nudges and operational events in flight (a reference keeps each alive)."""
 
     @workflow.run
-    async def run(self, input: dict[str, Any]) -> CircuitSnapshot:
+    async def run(self, input: dict[str, Any] | None = None) -> CircuitSnapshot:
         if not workflow.patched(REGISTRY_PATCH):
             return await self._run_before_registry()
         if self._input.snapshot is None:
@@ -421,9 +421,9 @@ class EndpointCircuit:
             )
 
 
-def _valid_input(raw: dict[str, Any]) -> CircuitInput:
-    """The input, or (if it cannot be used) a fresh circuit for the workflow's endpoint:
-    a bad input must not fail the one workflow that gates an endpoint."""
+def _valid_input(raw: dict[str, Any] | None) -> CircuitInput:
+    """The input, or (if it cannot be used, or there is none) a fresh circuit for the
+    workflow's endpoint: a bad input must not fail the one workflow that gates an endpoint."""
     try:
         return CircuitInput.model_validate(raw)
     except ValidationError as err:

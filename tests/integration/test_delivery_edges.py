@@ -32,7 +32,8 @@ from webhooks.ops.errors import ConflictError
 from webhooks.publisher import ExistingState, PublishConflictError, PublishOutcome
 from webhooks.registry.service import EndpointRegistry
 from workflows.dead_letter import DeadLetter
-from workflows.delivery import INVALID_INPUT_ERROR, WebhookDelivery
+from workflows.delivery import WebhookDelivery
+from workflows.inputs import INVALID_INPUT_ERROR
 
 
 @pytest.fixture
@@ -205,6 +206,7 @@ async def test_an_input_with_unknown_fields_is_delivered(
     [
         ("malformed", {"delivery_id": "has spaces", "url": "ftp://x"}, "not a delivery request"),
         ("not-json-object", [1, 2, 3], "not a delivery request"),
+        ("no-input", None, "started without an input"),
         ("wrong-id", None, "is not derived from endpoint_id and event_id"),
         ("beyond-bounds", None, "schedule_seconds has 101 entries; at most 100"),
     ],
@@ -229,7 +231,12 @@ async def test_an_input_the_worker_cannot_use_is_dead_lettered_as_invalid_input(
         elif case == "beyond-bounds":
             raw = wire_input(endpoint, event_id)
             raw["options"]["retry"]["schedule_seconds"] = [0] + [1] * 100
-        await start_raw(client, settings, workflow_id, raw)
+        if case == "no-input":  # `temporal workflow start` without `--input`
+            await client.start_workflow(
+                DELIVERY_WORKFLOW, id=workflow_id, task_queue=settings.task_queue
+            )
+        else:
+            await start_raw(client, settings, workflow_id, raw)
         handle = client.get_workflow_handle_for(WebhookDelivery.run, workflow_id)
         # The run fails once its input is parked, so a corrected publish may reuse the id.
         with pytest.raises(WorkflowFailureError) as failed:
@@ -250,6 +257,9 @@ async def test_an_input_the_worker_cannot_use_is_dead_lettered_as_invalid_input(
             assert json.loads(view.entry.raw_input) == raw
             with pytest.raises(ConflictError, match="not a delivery"):
                 await act_on(client, letter, RedeliverRequest())
+        elif case == "no-input":
+            assert view.entry.raw_input == ""
+            assert view.entry.request.endpoint_id == "unknown"
         else:
             assert view.entry.request.endpoint_id == endpoint
         assert rx.requests == []  # nothing was sent

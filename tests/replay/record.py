@@ -70,7 +70,8 @@ from webhooks.registry.schema import endpoints
 from webhooks.registry.service import EndpointRegistry, open_registry
 from worker import running_worker
 from workflows.dead_letter import DeadLetter
-from workflows.delivery import INVALID_INPUT_ERROR, WebhookDelivery
+from workflows.delivery import WebhookDelivery
+from workflows.inputs import INVALID_INPUT_ERROR
 
 HISTORIES = Path(__file__).parent / "histories"
 BIN = Path(sysconfig.get_path("scripts"))
