@@ -56,32 +56,14 @@ async def test_a_run_started_without_an_input_fails_at_once(
     assert f"{workflow_type} started without an input" in str(cause)
 
 
-async def test_a_circuit_started_without_an_input_is_a_fresh_circuit(
-    client: Client, settings: Settings, worker: None
+@pytest.mark.parametrize("args", [[MALFORMED], []], ids=["malformed", "no-input"])
+async def test_an_unusable_circuit_input_starts_a_fresh_circuit(
+    client: Client, settings: Settings, worker: None, args: list[object]
 ) -> None:
-    endpoint = f"ep_no_input_{settings.task_queue[-8:]}"
+    endpoint = f"ep_bad_input_{len(args)}_{settings.task_queue[-8:]}"
     handle = await client.start_workflow(
         "EndpointCircuit",
-        id=circuit_id(endpoint),
-        task_queue=settings.control_queue,
-        result_type=CircuitSnapshot,
-    )
-    snapshot = await handle.query("state", result_type=CircuitSnapshot)
-    assert snapshot.endpoint_id == endpoint
-    assert snapshot.phase is CircuitPhase.CLOSED
-    await handle.signal("reset")  # something to act on: then, healthy and idle, it ends
-    final = await handle.result()
-    assert final.endpoint_id == endpoint
-    assert final.phase is CircuitPhase.CLOSED
-
-
-async def test_a_malformed_circuit_input_starts_a_fresh_circuit(
-    client: Client, settings: Settings, worker: None
-) -> None:
-    endpoint = f"ep_bad_input_{settings.task_queue[-8:]}"
-    handle = await client.start_workflow(
-        "EndpointCircuit",
-        MALFORMED,
+        args=args,
         id=circuit_id(endpoint),
         task_queue=settings.control_queue,
         start_signal="disable",

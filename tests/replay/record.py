@@ -144,6 +144,20 @@ async def circuit_state(client: Client, endpoint_id: str) -> CircuitSnapshot | N
     return snapshot
 
 
+async def _start_circuit(
+    client: Client, settings: Settings, endpoint: str, config: CircuitConfig, task_queue: str
+) -> WorkflowHandle[Any, Any]:
+    """A circuit started by hand on `task_queue`, its home the control queue."""
+    return await client.start_workflow(
+        CIRCUIT_WORKFLOW,
+        CircuitInput(
+            endpoint_id=endpoint, config=config, control_task_queue=settings.control_queue
+        ),
+        id=circuit_id(endpoint),
+        task_queue=task_queue,
+    )
+
+
 SLOW = RetrySchedule(schedule_seconds=[0, 3600], jitter=0, throttled_min_seconds=0)
 REGISTRY_CACHE_SECONDS = 0.3
 
@@ -539,14 +553,7 @@ class Recorder:
         client = self.client
         endpoint = f"ep_can_{uuid.uuid4().hex[:6]}"
         config = CircuitConfig(max_history_events=100, window_seconds=5, consecutive_failures=None)
-        circuit = await client.start_workflow(
-            CIRCUIT_WORKFLOW,
-            CircuitInput(
-                endpoint_id=endpoint, config=config, control_task_queue=settings.control_queue
-            ),
-            id=circuit_id(endpoint),
-            task_queue=settings.task_queue,
-        )
+        circuit = await _start_circuit(client, settings, endpoint, config, settings.task_queue)
         first = client.get_workflow_handle(circuit.id, run_id=circuit.first_execution_run_id)
 
         async def continued() -> bool:
@@ -570,14 +577,7 @@ class Recorder:
         client = self.client
         endpoint = f"ep_can_close_{uuid.uuid4().hex[:6]}"
         config = CircuitConfig(max_history_events=100, cooldown_seconds=600)
-        circuit = await client.start_workflow(
-            CIRCUIT_WORKFLOW,
-            CircuitInput(
-                endpoint_id=endpoint, config=config, control_task_queue=settings.control_queue
-            ),
-            id=circuit_id(endpoint),
-            task_queue=settings.control_queue,
-        )
+        circuit = await _start_circuit(client, settings, endpoint, config, settings.control_queue)
         await circuit.signal("report", OutcomeReport(failures=25, trailing_failures=25))
 
         async def opened() -> bool:
