@@ -87,9 +87,6 @@ SEND_TIMEOUT = timedelta(seconds=MAX_HTTP_TIMEOUT_SECONDS + SEND_MARGIN_SECONDS)
 configured up to `MAX_HTTP_TIMEOUT_SECONDS`; this leaves room for the registry lookup."""
 INVALID_INPUT_PATCH = "invalid-input-dead-letters"
 """Before it, a malformed input failed the workflow and nothing else was checked."""
-# A run whose input went to the dead-letter queue as `invalid_input` fails with
-# INVALID_INPUT_ERROR (its details hold the `DeliveryResult`); one started without an
-# input (NO_INPUT) is dead-lettered the same way.
 
 
 # Replays of runs from before INVALID_INPUT_PATCH still fail with the validation error.

@@ -14,7 +14,8 @@ from temporalio.exceptions import ApplicationError
 NO_INPUT = RawValue(Payload(metadata={"encoding": b"binary/null"}))
 """The default of a raw input: no payload was given."""
 INVALID_INPUT_ERROR = "InvalidInput"
-"""The failure type of a run whose input could not be used."""
+"""The failure type of a run whose input could not be used (a delivery's, whose input went
+to the dead-letter queue as `invalid_input`, holds its `DeliveryResult` in the details)."""
 
 
 def missing_input(workflow_type: str) -> ApplicationError:
